@@ -1,0 +1,325 @@
+"""Operator config files (TOML) -> typed, validated settings.
+
+Every error names the file, the key path and what was expected, e.g.
+`config/demo.toml: participants[2].resources[0].max_w: Input should be a valid integer (got 'x')`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+from gateway.model import Role
+
+DOMAIN_RE = r"^([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}$"
+ENTITY_ADDRESS_RE = r"^(ea1\.[0-9]{4}-[0-9]{2}\..{1,244}:.{1,244}|ean\.[0-9]{12,34})$"
+ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MQTT_PREFIX_RE = r"^[^#+/]+(/[^#+/]+)*$"
+
+Domain = Annotated[str, Field(pattern=DOMAIN_RE)]
+EntityAddress = Annotated[str, Field(pattern=ENTITY_ADDRESS_RE)]
+Ident = Annotated[str, Field(pattern=ID_RE)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def parse_iso_duration(text: str) -> timedelta:
+    """Parse the small xs:duration subset markets use: PT15M, PT1H, PT30S, PT1H30M."""
+    match = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", text.strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"expected an ISO 8601 time duration such as PT15M, got {text!r}")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def decode_ed25519_public_key(text: str) -> bytes:
+    """Return the 32 raw bytes of a base64 Ed25519 public key (bare, or UFTP `cs1.` form)."""
+    raw_text = text.removeprefix("cs1.")
+    try:
+        raw = base64.b64decode(raw_text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError("expected a base64 Ed25519 public key") from e
+    if len(raw) == 64 and text.startswith("cs1."):
+        raw = raw[:32]  # cs1. carries the signing key followed by the box key
+    if len(raw) != 32:
+        raise ValueError(f"expected 32 bytes of Ed25519 public key, got {len(raw)}")
+    return raw
+
+
+class TlsSettings(Strict):
+    certificate: Path
+    key: Path
+    # when set, clients must present a certificate issued by this CA (mutual TLS)
+    client_ca: Path | None = None
+
+
+class GatewaySettings(Strict):
+    listen: str = "127.0.0.1:8080"
+    database_url: str = "sqlite+aiosqlite:///gridgate.db"
+    uftp_domain: Domain
+    # the libsodium 64-byte secret key (or 32-byte seed) in base64, in a file of its own
+    signing_key_file: Path
+    tls: TlsSettings | None = None
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # requests per second per client address before HTTP 429
+    rate_limit_per_second: float = Field(default=5000.0, gt=0)
+    # inbound messages waiting for their commit before HTTP 429 (back-pressure)
+    max_pending: int = Field(default=5000, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class MqttSettings(Strict):
+    # "embedded" runs an in-process MQTT 3.1.1 broker (demo and development only)
+    url: str = "embedded"
+    client_id: str = "gridgate"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value != "embedded" and not re.match(r"^mqtts?://", value):
+            raise ValueError('expected "embedded" or a URL mqtt://host:port / mqtts://host:port')
+        return value
+
+
+class MarketSettings(Strict):
+    isp_duration: str = "PT15M"
+    time_zone: str = "Europe/Amsterdam"
+
+    @field_validator("isp_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_iso_duration(value)
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"expected an IANA time zone name, got {value!r}") from e
+        return value
+
+    @property
+    def isp(self) -> timedelta:
+        return parse_iso_duration(self.isp_duration)
+
+
+class OutboxSettings(Strict):
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    # how long a message gridgate originates stays deliverable when it carries no expiry
+    default_validity_hours: float = Field(default=24.0, gt=0)
+    batch_size: int = Field(default=200, gt=0)
+    concurrency: int = Field(default=64, gt=0)
+
+
+class CongestionPointSettings(Strict):
+    ean: EntityAddress
+    # the first-cut grid check: |sum of accepted order power| per ISP stays within this (W)
+    limit_w: int = Field(gt=0)
+    name: str = ""
+
+
+class ResourceSettings(Strict):
+    id: Ident
+    connection_ean: str = Field(pattern=r"^(ean\.)?[0-9]{12,34}$")
+    congestion_point: EntityAddress
+    min_w: int
+    max_w: int
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.min_w > self.max_w:
+            raise ValueError(f"min_w ({self.min_w}) must not exceed max_w ({self.max_w})")
+        return self
+
+
+class ParticipantSettings(Strict):
+    id: Ident
+    role: Literal["ISO", "DSO", "AGR", "CRO"]
+    uftp_domain: Domain | None = None
+    endpoint: str | None = None
+    # Ed25519 public keys in base64; two at once during a key rotation
+    public_keys: list[str] = Field(default_factory=list, max_length=2)
+    mqtt_prefix: str | None = Field(default=None, pattern=MQTT_PREFIX_RE)
+    congestion_points: list[CongestionPointSettings] = Field(default_factory=list)
+    resources: list[ResourceSettings] = Field(default_factory=list)
+
+    @field_validator("public_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            decode_ed25519_public_key(key)
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError("expected an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _role_fits(self) -> Self:
+        if self.congestion_points and self.role != "DSO":
+            raise ValueError("only a DSO owns congestion_points")
+        if self.resources and self.role != "AGR":
+            raise ValueError("only an AGR registers resources")
+        if self.uftp_domain and not self.public_keys:
+            raise ValueError("a participant with a uftp_domain needs public_keys to verify it")
+        return self
+
+    @property
+    def role_enum(self) -> Role:
+        return Role(self.role)
+
+
+class Settings(Strict):
+    gateway: GatewaySettings
+    mqtt: MqttSettings = MqttSettings()
+    market: MarketSettings = MarketSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    participants: list[ParticipantSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _topology(self) -> Self:
+        seen_ids: set[str] = set()
+        seen_domains: set[str] = {self.gateway.uftp_domain}
+        owners: dict[str, str] = {}
+        for index, p in enumerate(self.participants):
+            where = f"participants[{index}]"
+            if p.id in seen_ids:
+                raise ValueError(f"{where}.id: duplicate participant id {p.id!r}")
+            seen_ids.add(p.id)
+            if p.uftp_domain:
+                if p.uftp_domain in seen_domains:
+                    raise ValueError(f"{where}.uftp_domain: {p.uftp_domain!r} is used twice")
+                seen_domains.add(p.uftp_domain)
+            for j, cp in enumerate(p.congestion_points):
+                if cp.ean in owners:
+                    raise ValueError(
+                        f"{where}.congestion_points[{j}].ean: {cp.ean} is already owned by "
+                        f"{owners[cp.ean]}"
+                    )
+                owners[cp.ean] = p.id
+        for index, p in enumerate(self.participants):
+            resource_ids: set[str] = set()
+            for j, r in enumerate(p.resources):
+                where = f"participants[{index}].resources[{j}]"
+                if r.id in resource_ids:
+                    raise ValueError(f"{where}.id: duplicate resource id {r.id!r}")
+                resource_ids.add(r.id)
+                if r.congestion_point not in owners:
+                    raise ValueError(
+                        f"{where}.congestion_point: {r.congestion_point} is not owned by any DSO"
+                    )
+        return self
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def format_errors(path: Path, error: ValidationError) -> list[str]:
+    """Return one line per problem: file, key path, what was expected, what was found."""
+    lines = []
+    for item in error.errors():
+        key = _format_location(tuple(item["loc"]))
+        message = str(item["msg"]).removeprefix("Value error, ")
+        found = item.get("input")
+        shown = "" if isinstance(found, dict | list) or found is None else f" (got {found!r})"
+        lines.append(f"{path}: {key or '<top level>'}: {message}{shown}")
+    return lines
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such config file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate an operator config; raise ConfigError naming file, key and rule."""
+    path = Path(path)
+    return settings_from_dict(read_toml(path), path=path, base=path.parent)
+
+
+def settings_from_dict(data: dict[str, Any], *, path: Path, base: Path) -> Settings:
+    """Validate config data; file paths in it are relative to `base`."""
+    _resolve_paths(data, base)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("\n".join(format_errors(path, e))) from e
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make file paths in the config relative to the config file's folder."""
+    gateway = data.get("gateway")
+    if not isinstance(gateway, dict):
+        return
+    keys: list[tuple[dict[str, Any], str]] = [(gateway, "signing_key_file")]
+    tls = gateway.get("tls")
+    if isinstance(tls, dict):
+        keys += [(tls, "certificate"), (tls, "key"), (tls, "client_ca")]
+    for table, key in keys:
+        value = table.get(key)
+        if isinstance(value, str):
+            table[key] = base / value
+    url = gateway.get("database_url")
+    # a relative SQLite file is relative to the config file too
+    if (
+        isinstance(url, str)
+        and url.startswith("sqlite+aiosqlite:///")
+        and not url.startswith("sqlite+aiosqlite:////")
+    ):
+        relative = url.removeprefix("sqlite+aiosqlite:///")
+        if relative and relative != ":memory:":
+            gateway["database_url"] = f"sqlite+aiosqlite:///{(base / relative).resolve()}"

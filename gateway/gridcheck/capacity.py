@@ -1,0 +1,94 @@
+"""First cut: accepted order power per congestion point and ISP stays within a limit (W)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.gridcheck.base import Binding, Decision, Outcome
+from gateway.model import FlexOrder
+from gateway.store.models import LedgerEntry
+
+METHOD = "capacity-limit/v1"
+
+
+class CapacityLimitCheck:
+    """|Σ accepted power + this order| ≤ limit_w in every ISP the order covers.
+
+    The ledger lives in memory for speed and in the `ledger` table for restarts: the pipeline
+    writes the decision's reservations in the same transaction as its audit entry.
+    """
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self._limits = limits
+        # (congestion point, period) -> isp -> accepted power
+        self._ledger: dict[tuple[str, date], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self._by_order: dict[str, list[tuple[str, date, int, int]]] = {}
+
+    async def load(self, engine: AsyncEngine) -> None:
+        """Rebuild the in-memory ledger from the table (at start-up)."""
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(LedgerEntry))
+            for row in rows:
+                self._reserve(
+                    row.order_message_id, row.congestion_point, row.period, row.isp, row.power
+                )
+
+    def _reserve(self, order_id: str, cp: str, period: date, isp: int, power: int) -> None:
+        self._ledger[(cp, period)][isp] += power
+        self._by_order.setdefault(order_id, []).append((cp, period, isp, power))
+
+    def accepted_power(self, congestion_point: str, period: date, isp: int) -> int:
+        return self._ledger.get((congestion_point, period), {}).get(isp, 0)
+
+    def check(self, order: FlexOrder, *, origin: str) -> Decision:
+        cp = order.congestion_point
+        limit = self._limits.get(cp)
+        if limit is None:  # fail safe: an unknown congestion point is never accepted
+            return Decision(
+                Outcome.REJECTED,
+                f"no grid limit is configured for congestion point {cp}; the check rejects "
+                "what it cannot check",
+                METHOD,
+            )
+        if order.envelope.message_id in self._by_order:  # idempotent per message id
+            return Decision(Outcome.ACCEPTED, "already accepted", METHOD)
+        ledger = self._ledger.get((cp, order.period), {})
+        worst: Binding | None = None
+        powers = order.power_by_isp()
+        for isp, power in sorted(powers.items()):
+            total = ledger.get(isp, 0) + power
+            # name the ISP with the largest excess: the one that binds
+            if abs(total) > limit and (worst is None or abs(total) > abs(worst.predicted)):
+                worst = Binding(cp, "congestion_point", "flex_power_w", isp, total, limit)
+        if worst is not None:
+            start = order.isp_start(worst.isp).isoformat()
+            already = ledger.get(worst.isp, 0)
+            return Decision(
+                Outcome.REJECTED,
+                f"ISP {worst.isp} ({start}) on congestion point {cp}: accepted {already} W + "
+                f"this order {powers[worst.isp]} W = {int(worst.predicted)} W exceeds the limit "
+                f"{limit} W by {int(abs(worst.predicted) - limit)} W",
+                METHOD,
+                binding=worst,
+            )
+        reservations = tuple(
+            (cp, order.period, isp, power) for isp, power in powers.items() if power
+        )
+        for _, period, isp, power in reservations:
+            self._reserve(order.envelope.message_id, cp, period, isp, power)
+        headroom = min((limit - abs(ledger.get(i, 0)) for i in powers), default=limit)
+        return Decision(
+            Outcome.ACCEPTED,
+            f"within the limit {limit} W of {cp} in all {len(powers)} ISPs "
+            f"(least headroom left {headroom} W)",
+            METHOD,
+            reservations=reservations,
+        )
+
+    def release(self, order_message_id: str) -> None:
+        for cp, period, isp, power in self._by_order.pop(order_message_id, []):
+            self._ledger[(cp, period)][isp] -= power

@@ -1,0 +1,90 @@
+"""Who is who, who owns what, and who receives what: the participant directory."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from gateway.config import (
+    CongestionPointSettings,
+    ParticipantSettings,
+    ResourceSettings,
+    Settings,
+    decode_ed25519_public_key,
+)
+from gateway.model import MessageKind, Role
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    id: str
+    role: Role
+    uftp_domain: str | None
+    endpoint: str | None
+    public_keys: tuple[bytes, ...]
+    mqtt_prefix: str | None
+    congestion_points: tuple[CongestionPointSettings, ...]
+    resources: tuple[ResourceSettings, ...]
+
+    @classmethod
+    def from_settings(cls, p: ParticipantSettings) -> Participant:
+        return cls(
+            id=p.id,
+            role=p.role_enum,
+            uftp_domain=p.uftp_domain,
+            endpoint=p.endpoint,
+            public_keys=tuple(decode_ed25519_public_key(k) for k in p.public_keys),
+            mqtt_prefix=p.mqtt_prefix,
+            congestion_points=tuple(p.congestion_points),
+            resources=tuple(p.resources),
+        )
+
+
+# Which role may send which message type (UFTP 3 use cases; JAVA UftpRoleInformation)
+SENDER_ROLES: dict[MessageKind, Role] = {
+    MessageKind.FLEX_REQUEST: Role.DSO,
+    MessageKind.FLEX_REQUEST_RESPONSE: Role.AGR,
+    MessageKind.FLEX_OFFER: Role.AGR,
+    MessageKind.FLEX_OFFER_RESPONSE: Role.DSO,
+    MessageKind.FLEX_ORDER: Role.DSO,
+    MessageKind.FLEX_ORDER_RESPONSE: Role.AGR,
+}
+
+# ...and to which role it goes
+RECIPIENT_ROLES: dict[MessageKind, Role] = {
+    kind: (Role.AGR if role is Role.DSO else Role.DSO) for kind, role in SENDER_ROLES.items()
+}
+
+
+@dataclass
+class Directory:
+    """The participant directory, built once from the operator config."""
+
+    participants: dict[str, Participant] = field(default_factory=dict)
+    by_domain: dict[str, Participant] = field(default_factory=dict)
+    owner_of: dict[str, Participant] = field(default_factory=dict)
+    congestion_points: dict[str, CongestionPointSettings] = field(default_factory=dict)
+    # (aggregator id, congestion point) -> its registered resources there
+    resources_at: dict[tuple[str, str], tuple[ResourceSettings, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Directory:
+        directory = cls()
+        grouped: dict[tuple[str, str], list[ResourceSettings]] = defaultdict(list)
+        for p in settings.participants:
+            participant = Participant.from_settings(p)
+            directory.participants[p.id] = participant
+            if p.uftp_domain:
+                directory.by_domain[p.uftp_domain] = participant
+            for cp in p.congestion_points:
+                directory.owner_of[cp.ean] = participant
+                directory.congestion_points[cp.ean] = cp
+            for r in p.resources:
+                grouped[(p.id, r.congestion_point)].append(r)
+        directory.resources_at = {key: tuple(rs) for key, rs in grouped.items()}
+        return directory
+
+    def resources(
+        self, aggregator: Participant, congestion_point: str
+    ) -> tuple[ResourceSettings, ...]:
+        return self.resources_at.get((aggregator.id, congestion_point), ())

@@ -1,0 +1,145 @@
+"""The outbox delivers what was committed, retries with back-off, expires, keeps order."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit.chain import AuditDraft
+from gateway.config import OutboxSettings
+from gateway.errors import PermanentDeliveryError, TemporaryDeliveryError
+from gateway.outbox import Outbox, outbox_row
+from gateway.store.models import AuditEntry, OutboxEntry
+from gateway.store.writer import Unit, Writer
+
+
+class Peer:
+    """A deliverer that fails as told, and records what it got."""
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.failures = list(failures or [])
+        self.got: list[tuple[str, bytes]] = []
+
+    async def deliver(self, destination: str, payload: bytes) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.got.append((destination, payload))
+
+
+def row(
+    payload: bytes,
+    *,
+    conversation: str = "c1",
+    expires: timedelta = timedelta(hours=1),
+    destination: str = "https://peer/x",
+) -> dict:
+    now = datetime.now(UTC)
+    return outbox_row(
+        channel="uftp",
+        destination=destination,
+        recipient="agr",
+        payload=payload,
+        message_id=payload.decode(),
+        conversation_id=conversation,
+        expires_at=now + expires,
+        now=now,
+    )
+
+
+async def setup(engine: AsyncEngine, peer: Peer, rows: list[dict]) -> tuple[Writer, Outbox]:
+    writer = Writer(engine)
+    writer.start()
+    await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
+    outbox = Outbox(
+        engine,
+        writer,
+        {"uftp": peer},
+        OutboxSettings(retry_base_seconds=0.05, retry_max_seconds=0.2),
+    )
+    return writer, outbox
+
+
+async def events(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.scalars(select(AuditEntry.event).order_by(AuditEntry.seq))).all())
+
+
+async def test_delivered_rows_are_marked_and_audited(engine: AsyncEngine) -> None:
+    peer = Peer()
+    writer, outbox = await setup(
+        engine, peer, [row(b"m1", conversation="a"), row(b"m2", conversation="b")]
+    )
+    assert await outbox.run_once() == 2
+    assert sorted(p for _, p in peer.got) == [b"m1", b"m2"]
+    assert await outbox.counts() == {"delivered": 2}
+    assert (await events(engine)).count("delivery.delivered") == 2
+    assert await outbox.run_once() == 0  # nothing is delivered twice
+    await writer.stop()
+
+
+async def test_temporary_failures_are_retried_with_backoff_until_delivered(
+    engine: AsyncEngine,
+) -> None:
+    peer = Peer([TemporaryDeliveryError("503"), TemporaryDeliveryError("timeout")])
+    writer, outbox = await setup(engine, peer, [row(b"m1")])
+    assert await outbox.run_once() == 1
+    assert peer.got == []
+    assert await outbox.run_once() == 0  # not due yet: back-off
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        await outbox.run_once()
+        if peer.got:
+            break
+    assert peer.got == [("https://peer/x", b"m1")]
+    async with engine.connect() as conn:
+        entry = (await conn.execute(select(OutboxEntry))).one()
+    assert entry.status == "delivered" and entry.attempts == 3
+    assert (await events(engine)).count("delivery.retry") == 2
+    await writer.stop()
+
+
+async def test_a_permanent_failure_stops_and_is_audited(engine: AsyncEngine) -> None:
+    peer = Peer([PermanentDeliveryError("HTTP 400: Invalid Message")])
+    writer, outbox = await setup(engine, peer, [row(b"m1")])
+    await outbox.run_once()
+    assert await outbox.counts() == {"failed": 1}
+    assert "delivery.failed" in await events(engine)
+    await writer.stop()
+
+
+async def test_an_expired_message_is_never_delivered(engine: AsyncEngine) -> None:
+    peer = Peer()
+    writer, outbox = await setup(engine, peer, [row(b"m1", expires=timedelta(seconds=-1))])
+    await outbox.run_once()
+    assert peer.got == []
+    assert await outbox.counts() == {"expired": 1}
+    assert "delivery.expired" in await events(engine)
+    await writer.stop()
+
+
+async def test_one_conversation_is_delivered_in_order_even_across_retries(
+    engine: AsyncEngine,
+) -> None:
+    peer = Peer([TemporaryDeliveryError("down")])
+    writer, outbox = await setup(engine, peer, [row(b"first"), row(b"second"), row(b"third")])
+    await outbox.run_once()  # "first" fails; the others wait behind it
+    assert peer.got == []
+    for _ in range(60):
+        await asyncio.sleep(0.05)
+        await outbox.run_once()
+        if len(peer.got) == 3:
+            break
+    assert [p for _, p in peer.got] == [b"first", b"second", b"third"]
+    await writer.stop()
+
+
+async def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(engine: AsyncEngine) -> None:
+    peer = Peer()
+    writer, outbox = await setup(engine, peer, [row(b"m1")])
+    first = await outbox.claim_due(10)
+    second = await outbox.claim_due(10)
+    assert [c.payload for c in first] == [b"m1"] and second == []
+    await writer.stop()
