@@ -1,0 +1,754 @@
+"""UFTP 3.x XML <-> `gateway.model`, sans-IO: bytes in, model objects out, and back.
+
+Inbound, a message passes three layers, each refusing with a typed reason:
+`parse_signed_message` (the SignedMessage envelope), `signing.open_signed` (CS1), then
+`decode` (the inner XML: hardened parse, gridgate's own XSD, mapping to the model).
+`encode` writes the six flex message types for outbound delivery; the caller signs the bytes
+and wraps them with `render_signed_message`.
+
+Leniency follows the interop pitfalls of NOTES §10: padded attribute values are trimmed
+(pitfall 10), timestamps without a UTC offset are taken as UTC and fractions beyond
+microseconds are truncated (pitfall 2). Outbound, every timestamp carries an explicit offset.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs installed
+
+from adapters.uftp.rejections import UftpReason, reject
+from gateway import xmlsafe
+from gateway.errors import Rejection
+from gateway.model import (
+    Envelope,
+    FlexMessage,
+    FlexOffer,
+    FlexOfferResponse,
+    FlexOrder,
+    FlexOrderResponse,
+    FlexRequest,
+    FlexRequestResponse,
+    FlexResponse,
+    Message,
+    MessageKind,
+    OfferOption,
+    PowerIsp,
+    RequestIsp,
+    Result,
+    Role,
+)
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "gridgate-uftp.xsd"
+# UFTP 3.0.x and 3.1.x; the minor versions differ only in FlexOffer/FlexOrder (Unsolicited)
+SUPPORTED_VERSIONS = ("3.0", "3.1")
+_VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)", re.ASCII)
+_DETAIL_LIMIT = 300
+
+# ---------------------------------------------------------------------------------------------
+# The schema: compiled once, on first use
+
+
+_schema: etree.XMLSchema | None = None
+_schema_lock = threading.Lock()
+
+
+def schema() -> etree.XMLSchema:
+    """Return gridgate's UFTP schema, compiled on first use.
+
+    One compiled schema serves every message. Validation only reads it; its `error_log` is
+    per call, which is why `_schema_error` reads it right after the failed `validate`, on the
+    same thread (the gateway decodes on its event loop thread).
+    """
+    global _schema  # a lazy module singleton: compiling costs milliseconds
+    if _schema is None:
+        with _schema_lock:
+            if _schema is None:
+                parser = etree.XMLParser(no_network=True, resolve_entities=False)
+                _schema = etree.XMLSchema(etree.parse(str(SCHEMA_PATH), parser))
+    return _schema
+
+
+_LIBXML_MESSAGE = re.compile(
+    r"Element '(?P<element>[^']*)'(?:, attribute '(?P<attribute>[^']*)')?: (?P<text>.*?)\.?\s*$",
+    re.DOTALL,
+)
+
+
+def _schema_error(validator: etree.XMLSchema, root: etree._Element) -> str:
+    """Describe the first schema violation: where, which attribute, what, and the line."""
+    errors = validator.error_log.filter_from_errors()
+    error = errors[0] if errors else validator.error_log.last_error
+    path = (error.path or "").lstrip("/")
+    match = _LIBXML_MESSAGE.match(error.message)
+    if match is None:
+        where, text = path or str(root.tag), error.message.rstrip(".")
+    else:
+        where = path or match["element"]
+        text = match["text"]
+        if text.startswith("The "):
+            text = text[4:]
+        if match["attribute"] and f"'{match['attribute']}'" not in text:
+            text = f"attribute '{match['attribute']}': {text}"
+    return _clip(f"{where}: {text} (line {error.line})")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+
+
+def _parse(data: bytes, *, envelope: bool, max_bytes: int) -> etree._Element:
+    """Parse with the hardened parser; map its refusals to the catalogue."""
+    try:
+        return xmlsafe.parse(data, max_bytes=max_bytes)
+    except xmlsafe.XmlError as e:
+        if e.rule == "oversize":
+            reason = UftpReason.OVERSIZE
+        elif e.rule == "dtd_forbidden":
+            reason = UftpReason.DTD_FORBIDDEN
+        elif envelope:
+            reason = UftpReason.INVALID_SIGNED_MESSAGE
+        else:
+            reason = UftpReason.INVALID_MESSAGE
+        what = "SignedMessage" if envelope else "payload"
+        raise reject(reason, _clip(f"{what}: {e.rule}: {e.detail}")) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The SignedMessage envelope
+
+
+@dataclass(frozen=True, slots=True)
+class SignedEnvelope:
+    """The outer SignedMessage: who signed, and the decoded body (signature ‖ inner XML)."""
+
+    sender_domain: str
+    sender_role: Role
+    body: bytes
+
+
+def parse_signed_message(raw: bytes, *, max_bytes: int = xmlsafe.MAX_BYTES) -> SignedEnvelope:
+    """Parse and check a SignedMessage envelope; raise a 400 Rejection when it is not one."""
+    root = _parse(raw, envelope=True, max_bytes=max_bytes)
+    if root.tag != "SignedMessage":
+        raise reject(
+            UftpReason.INVALID_SIGNED_MESSAGE,
+            f"UFTP transport: the body must be a <SignedMessage>, got <{_tag(root)}>",
+        )
+    validator = schema()
+    if not validator.validate(root):
+        raise reject(UftpReason.INVALID_SIGNED_MESSAGE, _schema_error(validator, root))
+    try:
+        body = base64.b64decode("".join(root.get("Body", "").split()), validate=True)
+    except (binascii.Error, ValueError) as e:  # the XSD checked it; belt and braces
+        raise reject(UftpReason.INVALID_SIGNED_MESSAGE, f"SignedMessage: Body: {e}") from None
+    return SignedEnvelope(
+        sender_domain=root.get("SenderDomain", "").strip(),
+        sender_role=Role(root.get("SenderRole", "").strip()),
+        body=body,
+    )
+
+
+def render_signed_message(sender_domain: str, sender_role: Role, signed_body: bytes) -> bytes:
+    """Wrap a signed body (signature ‖ inner XML) in a SignedMessage envelope."""
+    if sender_role not in (Role.AGR, Role.CRO, Role.DSO):
+        raise ValueError(f"UFTP SignedMessage: SenderRole {sender_role} is not AGR, CRO or DSO")
+    root = etree.Element(
+        "SignedMessage",
+        {
+            "SenderDomain": sender_domain,
+            "SenderRole": sender_role.value,
+            "Body": base64.b64encode(signed_body).decode("ascii"),
+        },
+    )
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _tag(element: etree._Element) -> str:
+    return str(element.tag)[:100]
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexical values (XSD datatypes) -> Python
+
+
+_DATETIME_RE = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", re.ASCII
+)
+_DATE_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:Z|[+-]\d\d:\d\d)?", re.ASCII)
+_DURATION_RE = re.compile(
+    r"(-)?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d*)?)S)?)?",
+    re.ASCII,
+)
+
+
+def _offset(text: str | None) -> timezone:
+    if text is None or text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an xs:dateTime into an aware UTC datetime.
+
+    A missing offset is taken as UTC and fractions beyond microseconds are truncated: peers
+    send both (UFTP pitfall 2, SPEC #48).
+    """
+    match = _DATETIME_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"'{text}' is not an xs:dateTime")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    # xs:dateTime allows 24:00:00 for the end of a day
+    end_of_day = hour == "24" and minute == "00" and second == "00" and not int(fraction or "0")
+    value = datetime(
+        int(year),
+        int(month),
+        int(day),
+        0 if end_of_day else int(hour),
+        int(minute),
+        int(second),
+        micro,
+        tzinfo=_offset(offset),
+    )
+    if end_of_day:
+        value += timedelta(days=1)
+    return value.astimezone(UTC)
+
+
+def parse_date(text: str) -> date:
+    """Parse an xs:date (a Period); a time zone suffix, which UFTP never uses, is ignored."""
+    match = _DATE_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"'{text}' is not an xs:date")
+    return date(int(match[1]), int(match[2]), int(match[3]))
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse an xs:duration of days, hours, minutes and seconds (PT15M, PT1H, P0DT0H15M)."""
+    match = _DURATION_RE.fullmatch(text.strip())
+    if match is None or text.strip() in ("P", "-P") or text.strip().endswith("T"):
+        raise ValueError(f"'{text}' is not an xs:duration")
+    negative, years, months, days, hours, minutes, seconds = match.groups()
+    if int(years or 0) or int(months or 0):
+        raise ValueError(f"'{text}' has years or months, which have no fixed length")
+    value = timedelta(
+        days=int(days or 0),
+        hours=int(hours or 0),
+        minutes=int(minutes or 0),
+        seconds=float(seconds or 0),
+    )
+    return -value if negative else value
+
+
+def _bool(text: str) -> bool:
+    return text.strip() in ("true", "1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+class _Attrs:
+    """Read one element's attributes trimmed (UFTP pitfall 10), naming them in errors."""
+
+    __slots__ = ("_attrib", "_element")
+
+    def __init__(self, element: etree._Element) -> None:
+        self._element = element
+        self._attrib = element.attrib
+
+    def req(self, name: str) -> str:
+        # the XSD guarantees required attributes; the default keeps the types honest
+        return str(self._attrib.get(name, "")).strip()
+
+    def opt(self, name: str) -> str | None:
+        """An optional attribute; an empty one counts as absent (Java writes `X=""`)."""
+        value = self._attrib.get(name)
+        if value is None:
+            return None
+        return str(value).strip() or None
+
+    def flag(self, name: str) -> bool | None:
+        value = self.opt(name)
+        return None if value is None else _bool(value)
+
+    def decimal(self, name: str, default: str | None = None) -> Decimal:
+        value = self.opt(name) or default
+        try:
+            return Decimal(value or "")
+        except InvalidOperation:
+            raise self.invalid(name, "not a decimal") from None
+
+    def when(self, name: str) -> datetime:
+        try:
+            return parse_datetime(self.req(name))
+        except ValueError as e:
+            raise self.invalid(name, str(e)) from None
+
+    def invalid(self, name: str, why: str) -> Rejection:
+        return reject(
+            UftpReason.SCHEMA_INVALID,
+            _clip(
+                f"{_tag(self._element)}: attribute '{name}': {why} (line "
+                f"{self._element.sourceline})"
+            ),
+        )
+
+
+def _envelope(a: _Attrs, version: str, sender_role: Role, raw_digest: str) -> Envelope:
+    return Envelope(
+        message_id=a.req("MessageID"),
+        conversation_id=a.req("ConversationID"),
+        sender_domain=a.req("SenderDomain"),
+        recipient_domain=a.req("RecipientDomain"),
+        sender_role=sender_role,
+        timestamp=a.when("TimeStamp"),
+        version=version,
+        protocol="uftp",
+        raw_digest=raw_digest,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _FlexHeader:
+    isp_duration: timedelta
+    time_zone: str
+    period: date
+    congestion_point: str
+
+
+def _flex_header(a: _Attrs) -> _FlexHeader:
+    try:
+        isp_duration = parse_duration(a.req("ISP-Duration"))
+    except ValueError as e:
+        raise Rejection(
+            UftpReason.ISP_DURATION_REJECTED, f"ISP-Duration: {e}", status=400
+        ) from None
+    if isp_duration <= timedelta(0):
+        raise Rejection(
+            UftpReason.ISP_DURATION_REJECTED,
+            f"ISP-Duration: '{a.req('ISP-Duration')}' is not a positive duration",
+            status=400,
+        )
+    try:
+        period = parse_date(a.req("Period"))
+    except ValueError as e:
+        raise a.invalid("Period", str(e)) from None
+    return _FlexHeader(isp_duration, a.req("TimeZone"), period, a.req("CongestionPoint"))
+
+
+_xpaths = threading.local()
+
+
+def _xpath(expression: str) -> etree.XPath:
+    """Return a compiled XPath, cached per thread (an evaluator is not shared across threads)."""
+    cache: dict[str, etree.XPath] | None = getattr(_xpaths, "cache", None)
+    if cache is None:
+        cache = _xpaths.cache = {}
+    compiled = cache.get(expression)
+    if compiled is None:
+        compiled = cache[expression] = etree.XPath(expression, smart_strings=False)
+    return compiled
+
+
+def _isp_columns(parent: etree._Element, names: tuple[str, ...]) -> list[list[str | None]]:
+    """Return, per named attribute, its values on the ISP children in document order.
+
+    The hot path of a 96-ISP order: one XPath per attribute, evaluated in C, instead of a
+    Python element proxy per ISP. An absent optional attribute gives a column of None; one
+    present on some ISPs only falls back to reading ISP by ISP. Values are untrimmed: int()
+    ignores surrounding whitespace.
+    """
+    count = int(_xpath("count(ISP)")(parent))
+    columns: list[list[str | None]] = []
+    for name in names:
+        values = _xpath(f"ISP/@{name}")(parent)
+        assert isinstance(values, list)
+        if len(values) == count:
+            columns.append(values)
+        elif not values:
+            columns.append([None] * count)
+        else:
+            isps = list(parent.iterchildren("ISP"))
+            return [[isp.get(n) for isp in isps] for n in names]
+    return columns
+
+
+def _ints(values: list[str | None], default: int) -> list[int]:
+    return [default if v is None else int(v) for v in values]
+
+
+def _power_isps(parent: etree._Element) -> tuple[PowerIsp, ...]:
+    # the XSD has checked every value's lexical form; Start and Power are required
+    starts, powers, durations = _isp_columns(parent, ("Start", "Power", "Duration"))
+    return tuple(map(PowerIsp, _ints(starts, 0), _ints(powers, 0), _ints(durations, 1)))
+
+
+def _decode_flex_request(root: etree._Element, envelope: Envelope) -> FlexRequest:
+    a = _Attrs(root)
+    h = _flex_header(a)
+    starts, mins, maxs, durations, dispositions = _isp_columns(
+        root, ("Start", "MinPower", "MaxPower", "Duration", "Disposition")
+    )
+    isps = tuple(
+        map(
+            RequestIsp,
+            _ints(starts, 0),
+            _ints(mins, 0),
+            _ints(maxs, 0),
+            _ints(durations, 1),
+            [None if d is None else d.strip() for d in dispositions],
+        )
+    )
+    return FlexRequest(
+        envelope=envelope,
+        isp_duration=h.isp_duration,
+        time_zone=h.time_zone,
+        period=h.period,
+        congestion_point=h.congestion_point,
+        revision=int(a.req("Revision")),
+        expiration=a.when("ExpirationDateTime"),
+        isps=isps,
+        contract_id=a.opt("ContractID"),
+        service_type=a.opt("ServiceType"),
+    )
+
+
+def _decode_flex_offer(root: etree._Element, envelope: Envelope) -> FlexOffer:
+    a = _Attrs(root)
+    h = _flex_header(a)
+    options = []
+    for option in root.iterchildren("OfferOption"):
+        o = _Attrs(option)
+        options.append(
+            OfferOption(
+                reference=o.req("OptionReference"),
+                price=o.decimal("Price"),
+                isps=_power_isps(option),
+                min_activation_factor=o.decimal("MinActivationFactor", "1.00"),
+            )
+        )
+    return FlexOffer(
+        envelope=envelope,
+        isp_duration=h.isp_duration,
+        time_zone=h.time_zone,
+        period=h.period,
+        congestion_point=h.congestion_point,
+        expiration=a.when("ExpirationDateTime"),
+        currency=a.req("Currency"),
+        options=tuple(options),
+        flex_request_message_id=a.opt("FlexRequestMessageID"),
+        unsolicited=a.flag("Unsolicited"),
+        contract_id=a.opt("ContractID"),
+        d_prognosis_message_id=a.opt("D-PrognosisMessageID"),
+        baseline_reference=a.opt("BaselineReference"),
+    )
+
+
+def _decode_flex_order(root: etree._Element, envelope: Envelope) -> FlexOrder:
+    a = _Attrs(root)
+    h = _flex_header(a)
+    return FlexOrder(
+        envelope=envelope,
+        isp_duration=h.isp_duration,
+        time_zone=h.time_zone,
+        period=h.period,
+        congestion_point=h.congestion_point,
+        isps=_power_isps(root),
+        price=a.decimal("Price"),
+        currency=a.req("Currency"),
+        order_reference=a.req("OrderReference"),
+        flex_offer_message_id=a.opt("FlexOfferMessageID"),
+        unsolicited=a.flag("Unsolicited"),
+        option_reference=a.opt("OptionReference"),
+        activation_factor=a.decimal("ActivationFactor", "1.00"),
+        contract_id=a.opt("ContractID"),
+        service_type=a.opt("ServiceType"),
+        d_prognosis_message_id=a.opt("D-PrognosisMessageID"),
+        baseline_reference=a.opt("BaselineReference"),
+    )
+
+
+def _response_decoder(
+    cls: type[FlexResponse], reference: str
+) -> Callable[[etree._Element, Envelope], Message]:
+    def decode_response(root: etree._Element, envelope: Envelope) -> Message:
+        a = _Attrs(root)
+        return cls(
+            envelope=envelope,
+            reference_message_id=a.req(reference),
+            result=Result(a.req("Result")),
+            rejection_reason=a.opt("RejectionReason"),
+        )
+
+    return decode_response
+
+
+_DECODERS: dict[str, Callable[[etree._Element, Envelope], Message]] = {
+    "FlexRequest": _decode_flex_request,
+    "FlexOffer": _decode_flex_offer,
+    "FlexOrder": _decode_flex_order,
+    "FlexRequestResponse": _response_decoder(FlexRequestResponse, "FlexRequestMessageID"),
+    "FlexOfferResponse": _response_decoder(FlexOfferResponse, "FlexOfferMessageID"),
+    "FlexOrderResponse": _response_decoder(FlexOrderResponse, "FlexOrderMessageID"),
+}
+
+
+def _check_version(root: etree._Element) -> str | None:
+    """Return the trimmed Version, None when absent (the XSD names that); refuse non-3.0/3.1."""
+    raw = root.get("Version")
+    if raw is None:
+        return None
+    version = str(raw).strip()
+    match = _VERSION_RE.fullmatch(version)
+    if match is None or f"{match[1]}.{match[2]}" not in SUPPORTED_VERSIONS:
+        raise reject(
+            UftpReason.UNSUPPORTED_VERSION,
+            _clip(
+                f"{_tag(root)}: Version '{version}' is not supported "
+                f"(gridgate speaks UFTP {' and '.join(v + '.x' for v in SUPPORTED_VERSIONS)})"
+            ),
+        )
+    return version
+
+
+def _check_3_0_rules(root: etree._Element, version: str) -> None:
+    """Hold a 3.0.x message to the 3.0.0 schema where it is stricter than 3.1.0."""
+    if not version.startswith("3.0."):
+        return
+    tag = root.tag
+    if tag in ("FlexOffer", "FlexOrder") and root.get("Unsolicited") is not None:
+        rule = "attribute 'Unsolicited' is not allowed (it is new in 3.1.0)"
+    elif tag == "FlexOrder" and root.get("FlexOfferMessageID") is None:
+        rule = "attribute 'FlexOfferMessageID' is required"
+    elif tag == "FlexOrder" and root.get("ServiceType") is not None:
+        rule = "attribute 'ServiceType' is not allowed (it is new in 3.1.0)"
+    else:
+        return
+    raise reject(
+        UftpReason.SCHEMA_INVALID, f"UFTP {version} {tag}: {rule} (line {root.sourceline})"
+    )
+
+
+def decode(
+    inner_xml: bytes,
+    *,
+    raw_digest: str,
+    sender_role: Role,
+    max_bytes: int = xmlsafe.MAX_BYTES,
+) -> Message:
+    """Decode the inner XML of a SignedMessage (after `open_signed`) into a model message.
+
+    `raw_digest` is the SHA-256 of the raw envelope as received and `sender_role` the
+    envelope's SenderRole; both go into the model Envelope. Raises a Rejection naming the
+    rule: INVALID_MESSAGE for XML that is no UFTP flex message, UNSUPPORTED_VERSION,
+    SCHEMA_INVALID (naming the element, attribute and line), DTD_FORBIDDEN, OVERSIZE.
+    """
+    root = _parse(inner_xml, envelope=False, max_bytes=max_bytes)
+    decoder = _DECODERS.get(root.tag) if isinstance(root.tag, str) else None
+    if decoder is None:
+        raise reject(
+            UftpReason.INVALID_MESSAGE,
+            f"UFTP 3.x: <{_tag(root)}> is not a message gridgate handles "
+            f"(expected one of {', '.join(_DECODERS)})",
+        )
+    version = _check_version(root)
+    validator = schema()
+    if not validator.validate(root):
+        raise reject(UftpReason.SCHEMA_INVALID, _schema_error(validator, root))
+    assert version is not None  # the XSD requires Version
+    _check_3_0_rules(root, version)
+    return decoder(root, _envelope(_Attrs(root), version, sender_role, raw_digest))
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def format_datetime(value: datetime) -> str:
+    """Format an aware datetime as UTC with an explicit `Z` (milliseconds unless finer)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"UFTP timestamps carry a UTC offset; {value!r} is naive")
+    u = value.astimezone(UTC)
+    head = f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+    if u.microsecond % 1000 == 0:
+        return f"{head}.{u.microsecond // 1000:03d}Z"
+    return f"{head}.{u.microsecond:06d}Z"
+
+
+def format_duration(value: timedelta) -> str:
+    """Format an ISP duration in whole minutes, as the spec writes it (PT15M)."""
+    seconds = value.total_seconds()
+    if seconds <= 0 or seconds % 60:
+        raise ValueError(f"UFTP ISP-Duration is a positive number of minutes, not {value}")
+    return f"PT{int(seconds // 60)}M"
+
+
+def _decimal_text(value: Decimal, places: int, name: str) -> str:
+    if not value.is_finite():
+        raise ValueError(f"UFTP {name}: {value} is not a number")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -places:
+        rounded = value.quantize(Decimal(1).scaleb(-places))
+        if rounded != value:
+            raise ValueError(f"UFTP {name}: {value} has more than {places} decimals")
+        value = rounded
+    return format(value, "f")
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _header(message: Message) -> dict[str, str]:
+    e = message.envelope
+    return {
+        "Version": e.version,
+        "SenderDomain": e.sender_domain,
+        "RecipientDomain": e.recipient_domain,
+        "TimeStamp": format_datetime(e.timestamp),
+        "MessageID": e.message_id,
+        "ConversationID": e.conversation_id,
+    }
+
+
+def _flex_attrs(message: FlexMessage) -> dict[str, str]:
+    attrs = _header(message)
+    attrs["ISP-Duration"] = format_duration(message.isp_duration)
+    attrs["TimeZone"] = message.time_zone
+    attrs["Period"] = message.period.isoformat()
+    attrs["CongestionPoint"] = message.congestion_point
+    return attrs
+
+
+def _put(attrs: dict[str, str], name: str, value: str | None) -> None:
+    if value is not None:
+        attrs[name] = value
+
+
+def _add_power_isps(parent: etree._Element, isps: tuple[PowerIsp, ...]) -> None:
+    for isp in isps:
+        etree.SubElement(
+            parent,
+            "ISP",
+            {"Power": str(isp.power), "Start": str(isp.start), "Duration": str(isp.duration)},
+        )
+
+
+def _is_3_0(message: Message) -> bool:
+    return message.envelope.version.startswith("3.0.")
+
+
+def _encode_flex_request(m: FlexRequest) -> etree._Element:
+    attrs = _flex_attrs(m)
+    attrs["Revision"] = str(m.revision)
+    attrs["ExpirationDateTime"] = format_datetime(m.expiration)
+    _put(attrs, "ContractID", m.contract_id)
+    _put(attrs, "ServiceType", m.service_type)
+    root = etree.Element("FlexRequest", attrs)
+    for isp in m.isps:
+        isp_attrs: dict[str, str] = {}
+        _put(isp_attrs, "Disposition", isp.disposition)
+        isp_attrs["MinPower"] = str(isp.min_power)
+        isp_attrs["MaxPower"] = str(isp.max_power)
+        isp_attrs["Start"] = str(isp.start)
+        isp_attrs["Duration"] = str(isp.duration)
+        etree.SubElement(root, "ISP", isp_attrs)
+    return root
+
+
+def _encode_flex_offer(m: FlexOffer) -> etree._Element:
+    attrs = _flex_attrs(m)
+    attrs["ExpirationDateTime"] = format_datetime(m.expiration)
+    # 3.0.0 has no Unsolicited: an unsolicited offer is one without FlexRequestMessageID
+    if m.unsolicited is not None and not _is_3_0(m):
+        attrs["Unsolicited"] = _bool_text(m.unsolicited)
+    _put(attrs, "FlexRequestMessageID", m.flex_request_message_id)
+    _put(attrs, "ContractID", m.contract_id)
+    _put(attrs, "D-PrognosisMessageID", m.d_prognosis_message_id)
+    _put(attrs, "BaselineReference", m.baseline_reference)
+    attrs["Currency"] = m.currency
+    root = etree.Element("FlexOffer", attrs)
+    for option in m.options:
+        element = etree.SubElement(
+            root,
+            "OfferOption",
+            {
+                "OptionReference": option.reference,
+                "Price": _decimal_text(option.price, 4, "OfferOption Price"),
+                "MinActivationFactor": _decimal_text(
+                    option.min_activation_factor, 2, "MinActivationFactor"
+                ),
+            },
+        )
+        _add_power_isps(element, option.isps)
+    return root
+
+
+def _encode_flex_order(m: FlexOrder) -> etree._Element:
+    attrs = _flex_attrs(m)
+    if _is_3_0(m):
+        if m.flex_offer_message_id is None:
+            raise ValueError("UFTP 3.0.0 FlexOrder: FlexOfferMessageID is required")
+        if m.service_type is not None:
+            raise ValueError("UFTP 3.0.0 FlexOrder has no ServiceType; send Version 3.1.0")
+    elif m.unsolicited is not None:
+        attrs["Unsolicited"] = _bool_text(m.unsolicited)
+    _put(attrs, "FlexOfferMessageID", m.flex_offer_message_id)
+    _put(attrs, "ServiceType", m.service_type)
+    _put(attrs, "ContractID", m.contract_id)
+    _put(attrs, "D-PrognosisMessageID", m.d_prognosis_message_id)
+    _put(attrs, "BaselineReference", m.baseline_reference)
+    attrs["Price"] = _decimal_text(m.price, 4, "FlexOrder Price")
+    attrs["Currency"] = m.currency
+    attrs["OrderReference"] = m.order_reference
+    _put(attrs, "OptionReference", m.option_reference)
+    attrs["ActivationFactor"] = _decimal_text(m.activation_factor, 2, "ActivationFactor")
+    root = etree.Element("FlexOrder", attrs)
+    _add_power_isps(root, m.isps)
+    return root
+
+
+_REFERENCE_ATTRIBUTE = {
+    MessageKind.FLEX_REQUEST_RESPONSE: "FlexRequestMessageID",
+    MessageKind.FLEX_OFFER_RESPONSE: "FlexOfferMessageID",
+    MessageKind.FLEX_ORDER_RESPONSE: "FlexOrderMessageID",
+}
+
+
+def _encode_response(m: FlexResponse) -> etree._Element:
+    attrs = _header(m)
+    attrs["Result"] = m.result.value
+    _put(attrs, "RejectionReason", m.rejection_reason)
+    attrs[_REFERENCE_ATTRIBUTE[m.kind]] = m.reference_message_id
+    return etree.Element(m.kind.value, attrs)
+
+
+def encode(message: Message) -> bytes:
+    """Serialize a model message as UFTP XML (UTF-8, with declaration), ready to sign.
+
+    Every timestamp is written in UTC with an explicit `Z`; optional attributes that are
+    None are left out; Version comes from the envelope. Raises ValueError for a message the
+    envelope's Version cannot express (e.g. a 3.0.0 FlexOrder without FlexOfferMessageID).
+    """
+    if isinstance(message, FlexRequest):
+        root = _encode_flex_request(message)
+    elif isinstance(message, FlexOffer):
+        root = _encode_flex_offer(message)
+    elif isinstance(message, FlexOrder):
+        root = _encode_flex_order(message)
+    elif isinstance(message, FlexResponse) and message.kind in _REFERENCE_ATTRIBUTE:
+        root = _encode_response(message)
+    else:
+        raise TypeError(f"UFTP codec: cannot encode {type(message).__name__}")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))

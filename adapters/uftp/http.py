@@ -1,0 +1,47 @@
+"""The UFTP 3 HTTP endpoint: POST /shapeshifter/api/v3/message.
+
+200 with an empty body means received, signature and schema valid (UFTP transport
+appendix); the business answer follows as its own signed POST. 400 bad content type or
+XML/XSD failure, 401 signature, 411 no Content-Length, 413 too large, 429 rate limit or
+back-pressure, 503 the store is down (temporary: the sender retries).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+PATH = "/shapeshifter/api/v3/message"
+CONTENT_TYPES = {"text/xml", "application/xml"}
+
+
+def routes(gateway: Gateway) -> list[web.RouteDef]:
+    pipeline = gateway.pipeline
+    max_bytes = gateway.settings.gateway.max_body_bytes
+
+    async def receive(request: web.Request) -> web.Response:
+        if request.content_type not in CONTENT_TYPES:
+            return web.Response(
+                status=400,
+                text=f"UFTP transport: Content-Type must be text/xml or application/xml, "
+                f"got {request.content_type!r}",
+            )
+        if request.content_length is None:
+            return web.Response(status=411, text="UFTP transport: Content-Length is required")
+        if request.content_length > max_bytes:
+            return web.Response(
+                status=413,
+                text=f"Invalid Message (too large): {request.content_length} bytes exceeds "
+                f"the limit of {max_bytes}",
+            )
+        if request.headers.get("Content-Encoding", "identity") != "identity":
+            return web.Response(status=415, text="UFTP transport: compressed bodies are refused")
+        raw = await request.read()
+        receipt = await pipeline.handle(raw, peer=request.remote or "")
+        return web.Response(status=receipt.status, text=receipt.text or None)
+
+    return [web.post(PATH, receive)]

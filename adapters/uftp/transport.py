@@ -1,0 +1,158 @@
+"""Outbound UFTP delivery over HTTPS: one POST of a SignedMessage, its outcome as an exception.
+
+UFTP is asynchronous (transport appendix, NOTES §4): a 2xx means "received, signature and XSD
+OK"; the business answer arrives later as a separate POST. The status code decides whether
+the outbox retries: 400, 401 and 411 are final; 419, 429, 5xx, 404, timeouts, connection
+errors and unknown codes (such as Cloudflare's 524, JAVA #153) are temporary. Only 307 and
+308 are followed, at most twice, keeping the method and body (JAVA #55). Plain `http` is
+refused except to a loopback address (JAVA #71).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from types import TracebackType
+from typing import Self
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from gateway.errors import PermanentDeliveryError, TemporaryDeliveryError
+
+CONTENT_TYPE = "text/xml; charset=utf-8"
+MAX_REDIRECTS = 2
+_PERMANENT = frozenset({400, 401, 411})
+_REDIRECTS = frozenset({307, 308})
+_TEXT_LIMIT = 500
+
+
+class PeerRefused(PermanentDeliveryError):
+    """The peer refused the message for good (HTTP 400, 401 or 411)."""
+
+    def __init__(self, url: str, status: int, text: str) -> None:
+        self.url = url
+        self.status = status
+        self.text = text
+        super().__init__(f"UFTP delivery to {url}: HTTP {status}: {text or '(no text)'}")
+
+
+class PeerUnavailable(TemporaryDeliveryError):
+    """The delivery failed in a way worth retrying; `status` is None without an HTTP answer."""
+
+    def __init__(self, url: str, detail: str, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(f"UFTP delivery to {url}: {detail}")
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> None:
+    """Refuse (PermanentDeliveryError) a URL that is not https, or http to a loopback host."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host:
+        raise PermanentDeliveryError(f"UFTP delivery: {url!r} has no host")
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and _is_loopback(host):
+        return
+    raise PermanentDeliveryError(
+        f"UFTP transport: messages go over HTTPS; refusing {parts.scheme}:// to {host} "
+        "(plain http only to loopback)"
+    )
+
+
+class UftpSender:
+    """Deliver signed UFTP messages by HTTP POST, over one shared aiohttp session."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        user_agent: str = "gridgate",
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"User-Agent": self._user_agent},
+                # only a bounded prefix of the answer is read, as sent: no inflating
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def deliver(self, url: str, body: bytes) -> None:
+        """POST `body` (a SignedMessage) to `url`; return on 2xx, raise otherwise.
+
+        Raises PeerRefused (a PermanentDeliveryError) on 400/401/411, PermanentDeliveryError
+        for a URL that is not https, and PeerUnavailable (a TemporaryDeliveryError) for
+        everything worth retrying.
+        """
+        target = url
+        for hop in range(MAX_REDIRECTS + 1):
+            check_url(target)
+            status, location, text = await self._post(target, body)
+            if 200 <= status < 300:
+                return
+            if status in _REDIRECTS:
+                if location is None:
+                    raise PeerUnavailable(target, f"HTTP {status} without a Location", status)
+                if hop == MAX_REDIRECTS:
+                    break
+                target = urljoin(target, location)
+                continue
+            if status in _PERMANENT:
+                raise PeerRefused(target, status, text)
+            raise PeerUnavailable(target, f"HTTP {status}: {text or '(no text)'}", status)
+        raise PeerUnavailable(url, f"more than {MAX_REDIRECTS} redirects (last to {target})")
+
+    async def _post(self, url: str, body: bytes) -> tuple[int, str | None, str]:
+        try:
+            async with self._client().post(
+                url,
+                data=body,
+                headers={"Content-Type": CONTENT_TYPE},
+                allow_redirects=False,
+                ssl=self._ssl,
+            ) as response:
+                raw = await response.content.read(4 * _TEXT_LIMIT)
+                text = raw.decode("utf-8", "replace").strip()[:_TEXT_LIMIT]
+                return response.status, response.headers.get("Location"), text
+        except TimeoutError:
+            raise PeerUnavailable(url, "timed out") from None
+        except aiohttp.ClientError as e:
+            raise PeerUnavailable(url, f"{type(e).__name__}: {e}") from e
+
+    async def aclose(self) -> None:
+        """Close the shared session (and its connections)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
