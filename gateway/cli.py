@@ -1,0 +1,245 @@
+"""The `gridgate` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from gateway.config import Settings, load_settings
+from gateway.errors import ConfigError
+
+
+def _settings(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        print(f"config error:\n{e}", file=sys.stderr)
+        raise SystemExit(2) from e
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args.file)
+    from gateway.routing import Directory
+
+    directory = Directory.from_settings(settings)
+    g = settings.gateway
+    print(f"{args.file}: OK")
+    print(
+        f"gateway {g.uftp_domain} on {g.listen}, database {g.database_url}, "
+        f"MQTT {settings.mqtt.url}, market {settings.market.isp_duration} "
+        f"{settings.market.time_zone}"
+    )
+    for p in directory.participants.values():
+        print(
+            f"  {p.role:<3} {p.id:<16} {p.uftp_domain or '-':<28} "
+            f"{len(p.public_keys)} key(s)  endpoint {p.endpoint or '-'}  "
+            f"mqtt {p.mqtt_prefix or '-'}"
+        )
+        for cp in p.congestion_points:
+            print(f"        congestion point {cp.ean} limit {cp.limit_w} W {cp.name}")
+        for r in p.resources:
+            print(
+                f"        resource {r.id} at {r.connection_ean} behind {r.congestion_point} "
+                f"[{r.min_w}, {r.max_w}] W"
+            )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    from gateway.app import Gateway
+
+    async def serve() -> None:
+        gateway = Gateway(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await gateway.start()
+        print(
+            f"gridgate serving {settings.gateway.uftp_domain} on "
+            f"{settings.gateway.host}:{gateway.port}",
+            flush=True,
+        )
+        await stop.wait()
+        await gateway.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import DEFAULT_TOPOLOGY, default_workdir, run_demo
+
+    workdir = Path(args.dir) if args.dir else default_workdir()
+    summary = asyncio.run(
+        run_demo(
+            workdir,
+            topology=Path(args.config) if args.config else DEFAULT_TOPOLOGY,
+            mqtt_url=args.mqtt,
+            database_url=args.database,
+        )
+    )
+    ok = summary["audit_ok"] and summary["orders_accepted"] >= 1 and summary["orders_rejected"] >= 1
+    return 0 if ok else 1
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    database = args.database or _settings(args.config).gateway.database_url
+    from gateway.audit.chain import verify_chain
+    from gateway.store.db import create_engine, sessionmaker
+
+    async def verify() -> int:
+        engine = create_engine(database)
+        try:
+            async with sessionmaker(engine)() as session:
+                report = await verify_chain(session)
+        finally:
+            await engine.dispose()
+        if report.ok:
+            print(f"audit chain verified: {report.entries} entries, head {report.head_hash}")
+            return 0
+        print(f"audit chain BROKEN at entry {report.first_broken}: {report.problem}")
+        return 1
+
+    return asyncio.run(verify())
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    database = args.database or _settings(args.config).gateway.database_url
+    from gateway.store.db import create_engine, current_revision, migrate
+
+    async def upgrade() -> None:
+        engine = create_engine(database)
+        try:
+            await migrate(engine)
+            print(f"database at revision {await current_revision(engine)}")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(upgrade())
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    key = Ed25519PrivateKey.generate()
+    seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    path = Path(args.out)
+    if path.exists() and not args.force:
+        print(f"{path} exists; use --force to replace it", file=sys.stderr)
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(base64.b64encode(seed + public).decode() + "\n")
+    path.chmod(0o600)
+    b64 = base64.b64encode(public).decode()
+    # UFTP DNS discovery carries the signing key followed by the (unused) box key
+    txt = "cs1." + base64.b64encode(public + bytes(32)).decode()
+    print(f"secret key written to {path} (libsodium 64-byte form, base64)")
+    print(f"public key: {b64}")
+    print(f"DNS TXT value: {txt}")
+    return 0
+
+
+def cmd_certs_init(args: argparse.Namespace) -> int:
+    from gateway.tls import write_dev_pki
+
+    written = write_dev_pki(Path(args.dir), hosts=args.host, clients=args.client)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridgate", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="serve the gateway of a config file")
+    p.add_argument("-c", "--config", required=True)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run a whole T-D coordination day on embedded defaults")
+    p.add_argument("--dir", help="work folder (default: a new temporary folder)")
+    p.add_argument("--config", help="topology file (default: config/demo.toml)")
+    p.add_argument("--mqtt", help="use this broker instead of the embedded one")
+    p.add_argument("--database", help="use this database URL instead of SQLite")
+    p.set_defaults(func=cmd_demo)
+
+    config = sub.add_parser("config", help="operator config files").add_subparsers(
+        dest="config_command", required=True
+    )
+    p = config.add_parser("check", help="validate a config file and print its topology")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_config_check)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    p = audit.add_parser("verify", help="check the hash chain; name the first broken entry")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("-c", "--config")
+    group.add_argument("--database")
+    p.set_defaults(func=cmd_audit_verify)
+
+    db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
+    p = db.add_parser("upgrade", help="apply the migrations")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("-c", "--config")
+    group.add_argument("--database")
+    p.set_defaults(func=cmd_db_upgrade)
+
+    keys = sub.add_parser("keys", help="UFTP signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    p = keys.add_parser("new", help="write a new Ed25519 key pair")
+    p.add_argument("out", help="file for the secret key")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_keys_new)
+
+    certs = sub.add_parser("certs", help="TLS material").add_subparsers(
+        dest="certs_command", required=True
+    )
+    p = certs.add_parser("init", help="write a development CA and certificates")
+    p.add_argument("dir", help="folder to write into (keep it out of version control)")
+    p.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        help="server host name or IP (repeatable; default localhost, 127.0.0.1)",
+    )
+    p.add_argument(
+        "--client",
+        action="append",
+        default=None,
+        help="client certificate common name (repeatable)",
+    )
+    p.set_defaults(func=cmd_certs_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

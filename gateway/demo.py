@@ -1,0 +1,399 @@
+"""`gridgate demo`: one T-D coordination day on the embedded defaults.
+
+A DSO with a congested feeder buys flexibility from two aggregators through gridgate. The
+DSO and the aggregators' systems are simulated, but as real peers: HTTP servers on loopback
+that sign and check every UFTP message, and MQTT clients for the control centres. gridgate
+runs for real: SQLite in the work folder, an in-process MQTT broker, its HTTP endpoint.
+
+The demo composes both sides of the wire, so unlike the core it uses the adapters' peers
+directly (the simulated participants live with their protocols in `adapters/`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.app import Gateway
+from gateway.config import Settings, read_toml, settings_from_dict
+from gateway.model import (
+    Envelope,
+    FlexOffer,
+    FlexOfferResponse,
+    FlexOrder,
+    FlexOrderResponse,
+    FlexRequest,
+    FlexRequestResponse,
+    Message,
+    OfferOption,
+    PowerIsp,
+    RequestIsp,
+    Result,
+    Role,
+)
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+EVENING = range(69, 81)  # ISPs 69-80: 17:00-20:00 local, the feeder's evening peak
+
+
+@dataclass
+class Timeline:
+    out: TextIO = sys.stdout
+    started: float = field(default_factory=time.monotonic)
+
+    def say(self, who: str, text: str) -> None:
+        print(
+            f"[{time.monotonic() - self.started:7.3f}s] {who:<12} {text}", file=self.out, flush=True
+        )
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title}", file=self.out, flush=True)
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+def _raw_public(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def prepare(
+    workdir: Path, topology: Path
+) -> tuple[Settings, dict[str, Ed25519PrivateKey], dict[str, Any]]:
+    """Generate every participant's key pair, fill in the public keys, validate the config."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = read_toml(topology)
+    keys_dir = workdir / "keys"
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    keys: dict[str, Ed25519PrivateKey] = {}
+    for name in ["gridgate"] + [p["id"] for p in data.get("participants", [])]:
+        key = Ed25519PrivateKey.generate()
+        keys[name] = key
+        seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        path = keys_dir / f"{name}.key"
+        path.write_text(_b64(seed + _raw_public(key)) + "\n")  # libsodium secret key form
+        path.chmod(0o600)
+    for p in data.get("participants", []):
+        if p.get("uftp_domain"):
+            p["public_keys"] = [_b64(_raw_public(keys[p["id"]]))]
+    settings = settings_from_dict(copy.deepcopy(data), path=topology, base=workdir)
+    return settings, keys, data
+
+
+async def run_demo(
+    workdir: Path,
+    *,
+    topology: Path = DEFAULT_TOPOLOGY,
+    out: TextIO = sys.stdout,
+    mqtt_url: str | None = None,
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """Run the day; return the summary it printed (for the tests)."""
+    from adapters.mqtt.control_centre import ControlCentre
+    from adapters.uftp.peer import UftpPeer
+
+    tl = Timeline(out)
+    settings, keys, data = await asyncio.to_thread(prepare, workdir, topology)
+    by_id = {p.id: p for p in settings.participants}
+    dso_s = next(p for p in settings.participants if p.role == "DSO")
+    agrs = [p for p in settings.participants if p.role == "AGR"]
+    zone = ZoneInfo(settings.market.time_zone)
+    period = (datetime.now(zone) + timedelta(days=1)).date()
+    cp = dso_s.congestion_points[0]
+
+    tl.section(f"gridgate demo: {period} in {settings.market.time_zone}, work folder {workdir}")
+    trusted = {
+        p.uftp_domain: keys[p.id].public_key() for p in settings.participants if p.uftp_domain
+    }
+    trusted[settings.gateway.uftp_domain] = keys["gridgate"].public_key()
+    peers: dict[str, UftpPeer] = {}
+    for p in settings.participants:
+        if p.uftp_domain:
+            assert p.role in ("DSO", "AGR")
+            peers[p.id] = UftpPeer(p.uftp_domain, Role(p.role), keys[p.id], trusted)
+    for peer in peers.values():
+        await peer.start()
+    # point the config's endpoints at the simulated peers that now listen
+    for p in data["participants"]:
+        if p["id"] in peers:
+            p["endpoint"] = peers[p["id"]].url
+    if mqtt_url:
+        data.setdefault("mqtt", {})["url"] = mqtt_url
+    if database_url:
+        data["gateway"]["database_url"] = database_url
+    for p in data.get("participants", []):
+        if p.get("uftp_domain"):
+            p["public_keys"] = [_b64(_raw_public(keys[p["id"]]))]
+    settings = settings_from_dict(data, path=topology, base=workdir)
+
+    gateway = Gateway(settings)
+    await gateway.start()
+    gateway_url = f"http://127.0.0.1:{gateway.port}/shapeshifter/api/v3/message"
+    broker_url = settings.mqtt.url
+    if broker_url == "embedded":
+        broker_url = gateway.registry.extras["mqtt_broker"].url
+    tl.say(
+        "gridgate",
+        f"listening on {gateway_url}; MQTT {broker_url}; database {settings.gateway.database_url}",
+    )
+    centres = {
+        a.id: ControlCentre(
+            broker_url, a.mqtt_prefix or "", a.id, client_id=f"cc-{a.id}-{uuid.uuid4().hex[:6]}"
+        )
+        for a in agrs
+        if a.mqtt_prefix
+    }
+    for centre in centres.values():
+        await centre.start()
+        tl.say(centre.aggregator_id, f"control centre subscribed to {centre.filter}")
+    for peer in peers.values():
+        peer.gateway_url = gateway_url
+
+    dso = peers[dso_s.id]
+    summary: dict[str, Any] = {"orders_accepted": 0, "orders_rejected": 0}
+    try:
+
+        def envelope(sender: Any, recipient: Any, conversation: str) -> Envelope:
+            return Envelope(
+                message_id=str(uuid.uuid4()),
+                conversation_id=conversation,
+                sender_domain=sender.uftp_domain,
+                recipient_domain=recipient.uftp_domain,
+                sender_role=Role(sender.role),
+                timestamp=datetime.now(UTC),
+            )
+
+        flex: dict[str, Any] = {
+            "isp_duration": settings.market.isp,
+            "time_zone": settings.market.time_zone,
+            "period": period,
+            "congestion_point": cp.ean,
+        }
+        offered = {"agr-alpha": -250_000, "agr-beta": -200_000}
+
+        async def aggregator(peer: UftpPeer, message: Message) -> None:
+            me = next(a for a in agrs if a.uftp_domain == peer.domain)
+            conv = message.envelope.conversation_id
+            if isinstance(message, FlexRequest):
+                tl.say(
+                    me.id,
+                    f"received FlexRequest rev {message.revision} via gridgate "
+                    "(DSO's signature checked)",
+                )
+                status, _ = await peer.send(
+                    FlexRequestResponse(
+                        envelope=envelope(me, dso_s, conv),
+                        reference_message_id=message.envelope.message_id,
+                        result=Result.ACCEPTED,
+                    )
+                )
+                tl.say(me.id, f"-> FlexRequestResponse Accepted: HTTP {status}")
+                power = offered.get(me.id, -100_000)
+                status, _ = await peer.send(
+                    FlexOffer(
+                        envelope=envelope(me, dso_s, conv),
+                        **flex,
+                        expiration=datetime.now(UTC) + timedelta(hours=2),
+                        currency="EUR",
+                        flex_request_message_id=message.envelope.message_id,
+                        options=(
+                            OfferOption(
+                                "A", Decimal("35.00"), tuple(PowerIsp(i, power) for i in EVENING)
+                            ),
+                        ),
+                    )
+                )
+                tl.say(
+                    me.id,
+                    f"-> FlexOffer {power / 1000:+.0f} kW in ISPs "
+                    f"{EVENING.start}-{EVENING.stop - 1} at EUR 35.00: HTTP {status}",
+                )
+            elif isinstance(message, FlexOrder):
+                tl.say(me.id, f"received FlexOrder {message.order_reference} via gridgate")
+                status, _ = await peer.send(
+                    FlexOrderResponse(
+                        envelope=envelope(me, dso_s, conv),
+                        reference_message_id=message.envelope.message_id,
+                        result=Result.ACCEPTED,
+                    )
+                )
+                tl.say(me.id, f"-> FlexOrderResponse Accepted: HTTP {status}")
+
+        for a in agrs:
+            if a.id in peers:
+                peers[a.id].react = aggregator
+
+        tl.section("17:00-20:00 is congested: the DSO asks for flexibility")
+        conversation = {a.id: str(uuid.uuid4()) for a in agrs}
+        for a in agrs:
+            request = FlexRequest(
+                envelope=envelope(dso_s, a, conversation[a.id]),
+                **flex,
+                revision=1,
+                expiration=datetime.now(UTC) + timedelta(hours=2),
+                isps=tuple(RequestIsp(i, -450_000, 0, disposition="Requested") for i in EVENING),
+            )
+            status, text = await dso.send(request)
+            tl.say(
+                dso_s.id, f"-> FlexRequest to {a.id} for {cp.ean} ({cp.name}): HTTP {status} {text}"
+            )
+
+        offers = {}
+        for a in agrs:
+
+            def is_offer(m: Message, domain: str | None = a.uftp_domain) -> bool:
+                return isinstance(m, FlexOffer) and m.envelope.sender_domain == domain
+
+            offers[a.id] = await dso.wait_for(is_offer)
+            tl.say(dso_s.id, f"received FlexOffer from {a.id} via gridgate")
+            status, _ = await dso.send(
+                FlexOfferResponse(
+                    envelope=envelope(dso_s, a, conversation[a.id]),
+                    reference_message_id=offers[a.id].envelope.message_id,
+                    result=Result.ACCEPTED,
+                )
+            )
+            tl.say(dso_s.id, f"-> FlexOfferResponse Accepted to {a.id}: HTTP {status}")
+
+        tl.section(
+            f"the DSO orders; gridgate checks each order against the feeder limit "
+            f"({cp.limit_w / 1000:.0f} kW per ISP)"
+        )
+        for index, a in enumerate(agrs):
+            offer = offers[a.id]
+            assert isinstance(offer, FlexOffer)
+            order = FlexOrder(
+                envelope=envelope(dso_s, a, conversation[a.id]),
+                **flex,
+                isps=offer.options[0].isps,
+                price=offer.options[0].price,
+                currency="EUR",
+                order_reference=f"ORD-{period:%Y%m%d}-{index + 1:03d}",
+                flex_offer_message_id=offer.envelope.message_id,
+                option_reference="A",
+            )
+            status, text = await dso.send(order)
+            tl.say(
+                dso_s.id,
+                f"-> FlexOrder {order.order_reference} to {a.id} "
+                f"({order.isps[0].power / 1000:+.0f} kW): HTTP {status} {text}",
+            )
+
+            def answers(m: Message, order_id: str = order.envelope.message_id) -> bool:
+                return isinstance(m, FlexOrderResponse) and m.reference_message_id == order_id
+
+            answer = await dso.wait_for(answers)
+            assert isinstance(answer, FlexOrderResponse)
+            who = next(
+                (
+                    p.id
+                    for p in settings.participants
+                    if p.uftp_domain == answer.envelope.sender_domain
+                ),
+                "gridgate",
+            )
+            tl.say(
+                dso_s.id,
+                f"received FlexOrderResponse {answer.result} from {who}"
+                + (f": {answer.rejection_reason}" if answer.rejection_reason else ""),
+            )
+            if answer.result is Result.ACCEPTED:
+                summary["orders_accepted"] += 1
+                resources = by_id[a.id].resources
+                if a.id in centres:
+                    got = await centres[a.id].wait_for(len(resources))
+                    for sp in got[-len(resources) :]:
+                        first = sp["intervals"][0]
+                        tl.say(
+                            a.id,
+                            f"control centre: setpoint for {sp['resource']} "
+                            f"{first['values'][0]:+.1f} kW from {first['start']} "
+                            f"({len(sp['intervals'])} ISPs), acknowledged",
+                        )
+            else:
+                summary["orders_rejected"] += 1
+                await asyncio.sleep(0.3)
+                seen = centres[a.id].received if a.id in centres else []
+                tl.say(
+                    a.id, f"control centre received {len(seen)} setpoints: nothing was forwarded"
+                )
+
+        # let the last deliveries and acknowledgements settle
+        for _ in range(100):
+            counts = await gateway.outbox.counts()
+            acks = sum(v for k, v in gateway.pipeline.stats.items() if k.startswith("ack:"))
+            if not counts.get("pending") and acks >= sum(len(c.received) for c in centres.values()):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        for centre in centres.values():
+            await centre.stop()
+        await gateway.stop()
+        for peer in peers.values():
+            await peer.stop()
+
+    from gateway.audit.chain import verify_chain
+    from gateway.store.db import create_engine, sessionmaker
+
+    engine = create_engine(settings.gateway.database_url)
+    async with sessionmaker(engine)() as session:
+        report = await verify_chain(session)
+    await engine.dispose()
+    stats = gateway.pipeline.stats
+    summary |= {
+        "messages_accepted": stats.get("accepted", 0),
+        "messages_rejected": sum(v for k, v in stats.items() if k.startswith("rejected")),
+        "deliveries": gateway.outbox.delivered,
+        "setpoints_received": sum(len(c.received) for c in centres.values()),
+        "acks_audited": sum(v for k, v in stats.items() if k.startswith("ack:")),
+        "audit_entries": report.entries,
+        "audit_head": report.head_hash,
+        "audit_ok": report.ok,
+        "database": settings.gateway.database_url,
+    }
+    tl.section("summary")
+    for key in (
+        "messages_accepted",
+        "messages_rejected",
+        "orders_accepted",
+        "orders_rejected",
+        "deliveries",
+        "setpoints_received",
+        "acks_audited",
+        "audit_entries",
+    ):
+        print(f"  {key.replace('_', ' '):<20} {summary[key]}", file=out)
+    print(
+        f"  {'audit chain':<20} {'verified' if report.ok else 'BROKEN: ' + str(report.problem)}",
+        file=out,
+    )
+    print(f"  {'audit head hash':<20} {report.head_hash}", file=out, flush=True)
+    return summary
+
+
+def default_workdir() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="gridgate-demo-"))
+
+
+def today() -> date:
+    return datetime.now(UTC).date()

@@ -1,0 +1,707 @@
+"""The path of one inbound message, step by step.
+
+`Pipeline.steps()` lists the steps in the order they run:
+
+    verify -> validate -> authorize -> deduplicate -> check -> route
+
+then `handle()` commits the audit entry and the outbox rows in one transaction, answers the
+sender, and wakes the outbox relay to deliver. A step rejects a message by raising
+`Rejection`: with an HTTP status when it must be answered synchronously (the message could
+not be read or authenticated), or without one when it is answered with a signed business
+response (`...Response` with Result=Rejected). Either way the rejection is audited and
+nothing is forwarded. An unexpected error in a step is logged, audited and answered as a
+server error; it never stops the gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit.chain import AuditDraft
+from gateway.config import ResourceSettings, Settings
+from gateway.errors import Reason, Rejection
+from gateway.gridcheck.base import Decision, GridCheck
+from gateway.model import (
+    RESPONSE_TYPES,
+    Envelope,
+    FlexMessage,
+    FlexOffer,
+    FlexOrder,
+    FlexRequest,
+    FlexResponse,
+    Message,
+    Result,
+    Role,
+    Setpoint,
+    SetpointAck,
+    SetpointInterval,
+)
+from gateway.outbox import Outbox, outbox_row
+from gateway.routing import RECIPIENT_ROLES, SENDER_ROLES, Directory, Participant
+from gateway.store.models import MessageRecord
+from gateway.store.writer import DuplicateKey, Unit, Writer
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the pipeline needs from the adapters (they register themselves in gateway.app)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An inbound message whose signature checked out against a known participant."""
+
+    sender: Participant
+    sender_role: Role  # the role the sender claimed on the envelope
+    inner: bytes  # the signed payload
+    raw: bytes  # the bytes as received
+
+
+class Codec(Protocol):
+    """A protocol's way in and out (sans-IO)."""
+
+    protocol: str
+
+    def open(self, raw: bytes, directory: Directory) -> Opened:
+        """Parse the envelope and verify the signature; Rejection with a status if not."""
+
+    def decode(self, opened: Opened) -> Message:
+        """Validate the payload against the schema and map it to the model."""
+
+    def render(self, message: Message, *, sender_role: Role) -> bytes:
+        """Encode and sign a message gridgate originates, ready for the wire."""
+
+
+class SetpointEgress(Protocol):
+    """How setpoints reach a control centre (MQTT topic tree and payload)."""
+
+    channel: str
+
+    def destination(self, prefix: str, resource: str) -> str: ...
+
+    def encode(self, setpoint: Setpoint) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The reasons the core steps need, in the protocol's own words (from its catalogue)."""
+
+    INVALID_SENDER_ROLE: Reason
+    UNKNOWN_RECIPIENT_DOMAIN: Reason
+    MISMATCH_SENDER_DOMAIN: Reason
+    INVALID_CONGESTION_POINT: Reason
+    UNREGISTERED_RESOURCES: Reason
+    DUPLICATE_IDENTIFIER: Reason
+    GRID_LIMIT_EXCEEDED: Reason
+    NO_ROUTE: Reason
+
+    @classmethod
+    def from_enum(cls, reasons: type[Reason]) -> Catalogue:
+        """Take each reason the core needs from a protocol catalogue, by member name."""
+        return cls(**{name: reasons[name] for name in cls.__dataclass_fields__})
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The synchronous answer to the sender: HTTP status and a text (empty on success)."""
+
+    status: int
+    text: str = ""
+    event: str = ""
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One message travelling the steps, and what they decided about it."""
+
+    protocol: str
+    raw: bytes
+    received_at: datetime
+    peer: str
+    opened: Opened | None = None
+    message: Message | None = None
+    sender: Participant | None = None
+    recipient: Participant | None = None
+    digest: str = ""
+    decision: Decision | None = None
+    resubmitted: bool = False
+    unit: Unit = field(default_factory=Unit)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        assert self.message is not None
+        e = self.message.envelope
+        return (e.message_id, e.sender_domain, e.recipient_domain)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        directory: Directory,
+        codec: Codec,
+        catalogue: Catalogue,
+        setpoints: SetpointEgress | None,
+        grid_check: GridCheck,
+        writer: Writer,
+        outbox: Outbox,
+        engine: AsyncEngine,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.codec = codec
+        self.reasons = catalogue
+        self.setpoints = setpoints
+        self.grid_check = grid_check
+        self.writer = writer
+        self.outbox = outbox
+        self.engine = engine
+        self.clock = clock
+        self.domain = settings.gateway.uftp_domain
+        self.validity = timedelta(hours=settings.outbox.default_validity_hours)
+        # (MessageID, SenderDomain, RecipientDomain) -> digest, for every message seen
+        self._seen: dict[tuple[str, str, str], str] = {}
+        self.stats: dict[str, int] = {}
+
+    async def load(self, *, days: int = 14) -> None:
+        """Fill the duplicate index with the messages of the last `days` days."""
+        since = self.clock() - timedelta(days=days)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    MessageRecord.message_id,
+                    MessageRecord.sender_domain,
+                    MessageRecord.recipient_domain,
+                    MessageRecord.digest,
+                ).where(MessageRecord.received_at >= since)
+            )
+            for message_id, sender, recipient, digest in rows:
+                self._seen[(message_id, sender, recipient)] = digest
+
+    def steps(self) -> tuple[Callable[[Inbound], None], ...]:
+        """The steps, in the order they run."""
+        return (
+            self.verify,
+            self.validate,
+            self.authorize,
+            self.deduplicate,
+            self.check,
+            self.route,
+        )
+
+    # -- the driver ------------------------------------------------------------------------
+
+    async def handle(self, raw: bytes, *, peer: str = "") -> Receipt:
+        """Run one inbound message through the steps; answer once its outcome is durable."""
+        msg = Inbound(self.codec.protocol, raw, self.clock(), peer)
+        try:
+            for step in self.steps():
+                step(msg)
+                if msg.resubmitted:
+                    break
+        except Rejection as rejection:
+            return await self._reject(msg, rejection)
+        except Exception as e:
+            log.exception("pipeline step failed for a message from %s", peer or "?")
+            return await self._fail(msg, e)
+        if msg.resubmitted:
+            return await self._already_submitted(msg)
+        return await self._commit_accepted(msg)
+
+    async def _commit_accepted(self, msg: Inbound) -> Receipt:
+        assert msg.message is not None
+        detail = self._describe(msg)
+        detail["decision"] = "accepted"
+        if msg.decision is not None:
+            detail["check"] = msg.decision.audit_detail()
+        msg.unit.audit.insert(0, self._received(msg, "message.accepted", detail))
+        msg.unit.messages.append(self._record(msg, "accepted"))
+        try:
+            await self.writer.submit(msg.unit)
+        except DuplicateKey:
+            self._undo(msg)
+            return await self._stored_duplicate(msg)
+        except Exception as e:
+            self._undo(msg)
+            log.error("commit failed for message %s: %s", msg.key[0], e)
+            return Receipt(503, "gridgate could not store the message; send it again later")
+        self._count("accepted")
+        self.outbox.wake()
+        return Receipt(200, event="message.accepted")
+
+    def _undo(self, msg: Inbound) -> None:
+        if msg.message is not None:
+            self._seen.pop(msg.key, None)
+            if isinstance(msg.message, FlexOrder) and msg.decision and msg.decision.accepted:
+                self.grid_check.release(msg.message.envelope.message_id)
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def verify(self, msg: Inbound) -> None:
+        """Read the envelope and check the signature against the sender's keys."""
+        msg.opened = self.codec.open(msg.raw, self.directory)
+        msg.sender = msg.opened.sender
+        msg.digest = hashlib.sha256(msg.opened.inner).hexdigest()
+
+    def validate(self, msg: Inbound) -> None:
+        """Validate the payload against the schema; the inner sender must be the signer."""
+        assert msg.opened is not None and msg.sender is not None
+        message = self.codec.decode(msg.opened)
+        envelope = message.envelope
+        if envelope.sender_domain != msg.sender.uftp_domain:
+            raise Rejection(
+                self.reasons.MISMATCH_SENDER_DOMAIN,
+                f"the message says SenderDomain {envelope.sender_domain!r}, the signed envelope "
+                f"{msg.sender.uftp_domain!r}",
+                status=400,
+            )
+        msg.message = replace(message, envelope=replace(envelope, raw_digest=msg.digest))
+
+    def authorize(self, msg: Inbound) -> None:
+        """The sender holds the role for this type and owns what the message is about."""
+        assert msg.message is not None and msg.sender is not None and msg.opened is not None
+        message, sender, kind = msg.message, msg.sender, msg.message.kind
+        envelope = message.envelope
+        r = self.reasons
+        if msg.opened.sender_role != sender.role:
+            raise Rejection(
+                r.INVALID_SENDER_ROLE,
+                f"{sender.id} ({envelope.sender_domain}) is registered as {sender.role}, "
+                f"the envelope claims {msg.opened.sender_role}",
+            )
+        allowed = SENDER_ROLES.get(kind)
+        if allowed is not sender.role:
+            raise Rejection(
+                r.INVALID_SENDER_ROLE,
+                f"a {kind} must come from a {allowed}; {sender.id} is a {sender.role}",
+            )
+        recipient = self.directory.by_domain.get(envelope.recipient_domain)
+        if recipient is None:
+            raise Rejection(
+                r.UNKNOWN_RECIPIENT_DOMAIN,
+                f"no participant has the UFTP domain {envelope.recipient_domain}",
+            )
+        if recipient.role is not RECIPIENT_ROLES[kind]:
+            raise Rejection(
+                r.UNKNOWN_RECIPIENT_DOMAIN,
+                f"a {kind} goes to a {RECIPIENT_ROLES[kind]}; {recipient.id} "
+                f"({envelope.recipient_domain}) is a {recipient.role}",
+            )
+        msg.recipient = recipient
+        if isinstance(message, FlexMessage):
+            cp = message.congestion_point
+            dso = sender if sender.role is Role.DSO else recipient
+            agr = recipient if sender.role is Role.DSO else sender
+            owner = self.directory.owner_of.get(cp)
+            if owner is None or owner.id != dso.id:
+                raise Rejection(
+                    r.INVALID_CONGESTION_POINT,
+                    f"congestion point {cp} is not owned by {dso.id}"
+                    + (f" (its owner is {owner.id})" if owner else " (no DSO owns it)"),
+                )
+            if isinstance(message, FlexOffer | FlexOrder) and not self.directory.resources(agr, cp):
+                raise Rejection(
+                    r.UNREGISTERED_RESOURCES,
+                    f"{agr.id} has no resources registered at congestion point {cp}",
+                )
+
+    def deduplicate(self, msg: Inbound) -> None:
+        """Same MessageID, sender and recipient: same content is a resubmission, else reuse."""
+        seen = self._seen.get(msg.key)
+        if seen is None:
+            self._seen[msg.key] = msg.digest
+            return
+        if seen == msg.digest:
+            msg.resubmitted = True
+            return
+        raise Rejection(
+            self.reasons.DUPLICATE_IDENTIFIER,
+            f"MessageID {msg.key[0]} from {msg.key[1]} to {msg.key[2]} was already used for "
+            "a message with different content",
+        )
+
+    def check(self, msg: Inbound) -> None:
+        """An activation passes the grid-security check before anything is forwarded."""
+        if not isinstance(msg.message, FlexOrder):
+            return
+        assert msg.sender is not None
+        decision = self.grid_check.check(msg.message, origin=msg.sender.id)
+        msg.decision = decision
+        if not decision.accepted:
+            raise Rejection(self.reasons.GRID_LIMIT_EXCEEDED, decision.reason)
+        for cp, period, isp, power in decision.reservations:
+            msg.unit.ledger.append(
+                {
+                    "congestion_point": cp,
+                    "period": period,
+                    "isp": isp,
+                    "power": power,
+                    "order_message_id": msg.message.envelope.message_id,
+                    "origin": msg.sender.id,
+                }
+            )
+
+    def route(self, msg: Inbound) -> None:
+        """Decide who receives what: forward the signed original, setpoints, our answers."""
+        message, recipient = msg.message, msg.recipient
+        assert message is not None and recipient is not None and msg.opened is not None
+        now = msg.received_at
+        expires = self._expiry(message, now)
+        if recipient.endpoint:
+            # the original signed bytes travel on: the recipient checks the sender's signature
+            msg.unit.outbox.append(
+                outbox_row(
+                    channel="uftp",
+                    destination=recipient.endpoint,
+                    recipient=recipient.id,
+                    payload=msg.opened.raw,
+                    message_id=message.envelope.message_id,
+                    conversation_id=message.envelope.conversation_id,
+                    expires_at=expires,
+                    now=now,
+                )
+            )
+        if isinstance(message, FlexOrder):
+            self._queue_setpoints(msg, message, recipient, now)
+            if not recipient.endpoint:
+                # a control centre reached only over MQTT: gridgate confirms the order
+                self._answer(msg, Result.ACCEPTED, None)
+        elif not recipient.endpoint and not isinstance(message, FlexResponse):
+            raise Rejection(
+                self.reasons.NO_ROUTE,
+                f"{recipient.id} has no UFTP endpoint configured to receive a {message.kind}",
+            )
+
+    # -- helpers of the steps --------------------------------------------------------------
+
+    def _expiry(self, message: Message, now: datetime) -> datetime:
+        if isinstance(message, FlexRequest | FlexOffer):
+            return message.expiration
+        if isinstance(message, FlexOrder):
+            return message.isp_start(message.isp_count + 1)
+        return now + self.validity
+
+    def _queue_setpoints(
+        self, msg: Inbound, order: FlexOrder, agr: Participant, now: datetime
+    ) -> None:
+        if self.setpoints is None or not agr.mqtt_prefix:
+            return
+        resources = self.directory.resources(agr, order.congestion_point)
+        shares = split_power(order, resources)
+        for resource, intervals in zip(resources, shares, strict=True):
+            if not intervals:
+                continue
+            setpoint = Setpoint(
+                message_id=str(uuid.uuid4()),
+                correlation_id=order.envelope.message_id,
+                aggregator=agr.id,
+                resource=resource.id,
+                connection_ean=resource.connection_ean,
+                congestion_point=order.congestion_point,
+                order_reference=order.order_reference,
+                intervals=intervals,
+                issued=now,
+                expires=max(i.start + i.duration for i in intervals),
+            )
+            payload = self.setpoints.encode(setpoint)
+            msg.unit.outbox.append(
+                outbox_row(
+                    channel=self.setpoints.channel,
+                    destination=self.setpoints.destination(agr.mqtt_prefix, resource.id),
+                    recipient=agr.id,
+                    payload=payload,
+                    message_id=setpoint.message_id,
+                    conversation_id=order.envelope.conversation_id,
+                    expires_at=setpoint.expires,
+                    now=now,
+                )
+            )
+            msg.unit.audit.append(
+                AuditDraft(
+                    event="setpoint.queued",
+                    actor="gridgate",
+                    detail={
+                        "to": agr.id,
+                        "resource": resource.id,
+                        "order": order.order_reference,
+                        "intervals": len(intervals),
+                    },
+                    message_id=setpoint.message_id,
+                    conversation_id=order.envelope.conversation_id,
+                    body=payload,
+                )
+            )
+
+    def _answer(self, msg: Inbound, result: Result, reason: str | None) -> bool:
+        """Queue gridgate's own signed response to the sender; False if it cannot be sent."""
+        message, sender = msg.message, msg.sender
+        if message is None or sender is None or isinstance(message, FlexResponse):
+            return False  # responses are never answered (UFTP 3 transport)
+        if not sender.endpoint:
+            return False
+        response_type = RESPONSE_TYPES[message.kind]
+        e = message.envelope
+        response = response_type(
+            envelope=Envelope(
+                message_id=str(uuid.uuid4()),
+                conversation_id=e.conversation_id,
+                sender_domain=self.domain,
+                recipient_domain=e.sender_domain,
+                sender_role=RECIPIENT_ROLES[message.kind],
+                timestamp=self.clock(),
+                version=e.version,
+            ),
+            reference_message_id=e.message_id,
+            result=result,
+            rejection_reason=reason,
+        )
+        payload = self.codec.render(response, sender_role=response.envelope.sender_role)
+        now = msg.received_at
+        msg.unit.outbox.append(
+            outbox_row(
+                channel=self.codec.protocol,
+                destination=sender.endpoint,
+                recipient=sender.id,
+                payload=payload,
+                message_id=response.envelope.message_id,
+                conversation_id=e.conversation_id,
+                expires_at=now + self.validity,
+                now=now,
+            )
+        )
+        msg.unit.audit.append(
+            AuditDraft(
+                event="response.queued",
+                actor="gridgate",
+                detail={
+                    "to": sender.id,
+                    "kind": response.kind.value,
+                    "result": result.value,
+                    "reason": reason,
+                    "answers": e.message_id,
+                },
+                message_id=response.envelope.message_id,
+                conversation_id=e.conversation_id,
+                body=payload,
+            )
+        )
+        return True
+
+    def _describe(self, msg: Inbound) -> dict[str, Any]:
+        detail: dict[str, Any] = {"protocol": msg.protocol, "peer": msg.peer, "bytes": len(msg.raw)}
+        if msg.message is not None:
+            e = msg.message.envelope
+            detail |= {
+                "kind": msg.message.kind.value,
+                "from": e.sender_domain,
+                "to": e.recipient_domain,
+                "version": e.version,
+            }
+            if isinstance(msg.message, FlexMessage):
+                detail |= {
+                    "congestion_point": msg.message.congestion_point,
+                    "period": msg.message.period.isoformat(),
+                }
+        return detail
+
+    def _received(self, msg: Inbound, event: str, detail: dict[str, Any]) -> AuditDraft:
+        envelope = msg.message.envelope if msg.message else None
+        return AuditDraft(
+            event=event,
+            actor=msg.sender.id if msg.sender else (msg.peer or "unknown"),
+            detail=detail,
+            message_id=envelope.message_id if envelope else None,
+            conversation_id=envelope.conversation_id if envelope else None,
+            body=msg.raw,
+            ts=msg.received_at,
+        )
+
+    def _record(self, msg: Inbound, decision: str) -> dict[str, Any]:
+        assert msg.message is not None
+        e = msg.message.envelope
+        return {
+            "protocol": msg.protocol,
+            "kind": msg.message.kind.value,
+            "message_id": e.message_id,
+            "conversation_id": e.conversation_id,
+            "sender_domain": e.sender_domain,
+            "recipient_domain": e.recipient_domain,
+            "digest": msg.digest,
+            "received_at": msg.received_at,
+            "decision": decision,
+        }
+
+    # -- the other endings -----------------------------------------------------------------
+
+    async def _reject(self, msg: Inbound, rejection: Rejection) -> Receipt:
+        """Audit the rejection; answer it with a signed response or a synchronous status."""
+        self._count(f"rejected:{rejection.reason.value}")
+        msg.unit = Unit()  # nothing the steps queued is forwarded
+        if msg.decision is not None and msg.decision.accepted and msg.message is not None:
+            self.grid_check.release(msg.message.envelope.message_id)
+        detail = self._describe(msg)
+        detail |= {
+            "decision": "rejected",
+            "rule": rejection.reason.value,
+            "reason": rejection.detail,
+        }
+        if msg.decision is not None:
+            detail["check"] = msg.decision.audit_detail()
+        status = rejection.status
+        if status is None and not self._answer(msg, Result.REJECTED, rejection.text):
+            status = 400  # a response, or a sender we cannot answer: say it now
+        detail["answered"] = "sync" if status else "response"
+        msg.unit.audit.insert(0, self._received(msg, "message.rejected", detail))
+        # a rejected message keeps its MessageID: it is stored so a reuse is caught too,
+        # unless it was itself the reuse (the stored one stays the original)
+        if msg.message is not None and rejection.reason != self.reasons.DUPLICATE_IDENTIFIER:
+            msg.unit.messages.append(self._record(msg, "rejected"))
+        try:
+            await self.writer.submit(msg.unit)
+        except DuplicateKey:
+            msg.unit.messages.clear()
+            await self.writer.submit(msg.unit)
+        except Exception as e:
+            self._undo(msg)
+            log.error("could not audit a rejection: %s", e)
+            return Receipt(503, "gridgate could not store the message; send it again later")
+        self.outbox.wake()
+        if status:
+            return Receipt(status, rejection.text, event="message.rejected")
+        return Receipt(200, event="message.rejected")
+
+    async def _already_submitted(self, msg: Inbound) -> Receipt:
+        """UFTP 3: the same message again is a success and is not processed twice."""
+        self._count("already_submitted")
+        detail = self._describe(msg) | {"decision": "already submitted"}
+        unit = Unit(audit=[self._received(msg, "message.resubmitted", detail)])
+        try:
+            await self.writer.submit(unit)
+        except Exception:
+            return Receipt(503, "gridgate could not store the message; send it again later")
+        return Receipt(200, event="message.resubmitted")
+
+    async def _stored_duplicate(self, msg: Inbound) -> Receipt:
+        """The database knew the MessageID (another instance, or older than the index)."""
+        async with self.engine.connect() as conn:
+            digest = await conn.scalar(
+                select(MessageRecord.digest).where(
+                    MessageRecord.message_id == msg.key[0],
+                    MessageRecord.sender_domain == msg.key[1],
+                    MessageRecord.recipient_domain == msg.key[2],
+                )
+            )
+        if digest is not None:
+            self._seen[msg.key] = digest
+        if digest == msg.digest:
+            return await self._already_submitted(msg)
+        msg.unit = Unit()
+        msg.decision = None
+        return await self._reject(
+            msg,
+            Rejection(
+                self.reasons.DUPLICATE_IDENTIFIER,
+                f"MessageID {msg.key[0]} from {msg.key[1]} to {msg.key[2]} was already used "
+                "for a message with different content",
+            ),
+        )
+
+    async def _fail(self, msg: Inbound, error: Exception) -> Receipt:
+        self._count("error")
+        self._undo(msg)
+        detail = self._describe(msg) | {
+            "decision": "error",
+            "error": f"{type(error).__name__}: {error}",
+        }
+        try:
+            await self.writer.submit(Unit(audit=[self._received(msg, "message.error", detail)]))
+        except Exception:
+            log.exception("could not audit an internal error")
+        return Receipt(500, "gridgate failed to process the message; it was not accepted")
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    # -- control-centre acknowledgements ---------------------------------------------------
+
+    async def record_ack(self, ack: SetpointAck) -> None:
+        """Audit a control centre's acknowledgement of a setpoint."""
+        await self.writer.submit(
+            Unit(
+                audit=[
+                    AuditDraft(
+                        event="setpoint.ack",
+                        actor=ack.aggregator,
+                        detail={
+                            "resource": ack.resource,
+                            "status": ack.status.value,
+                            "reason": ack.reason,
+                            "order": ack.correlation_id,
+                            "ts": ack.timestamp.isoformat(),
+                        },
+                        message_id=ack.message_id,
+                    )
+                ]
+            )
+        )
+        self._count(f"ack:{ack.status.value}")
+
+    async def record_bad_ack(self, topic: str, payload: bytes, rejection: Rejection) -> None:
+        await self.writer.submit(
+            Unit(
+                audit=[
+                    AuditDraft(
+                        event="setpoint.ack.rejected",
+                        actor=topic,
+                        detail={"rule": rejection.reason.value, "reason": rejection.detail},
+                        body=payload,
+                    )
+                ]
+            )
+        )
+        self._count("ack:rejected")
+
+
+def split_power(
+    order: FlexOrder, resources: tuple[ResourceSettings, ...]
+) -> list[tuple[SetpointInterval, ...]]:
+    """Share each ISP's ordered power among the resources, by their power range.
+
+    Largest-remainder rounding keeps the shares integer watts that add up to the order
+    exactly. ISPs with no ordered power are left out: a relative setpoint of 0 is no change.
+    """
+    weights = [max(r.max_w - r.min_w, 0) for r in resources]
+    total_weight = sum(weights) or len(resources)
+    if not sum(weights):
+        weights = [1] * len(resources)
+    out: list[list[SetpointInterval]] = [[] for _ in resources]
+    for isp, power in sorted(order.power_by_isp().items()):
+        if power == 0:
+            continue
+        exact = [power * w / total_weight for w in weights]
+        shares = [int(x) for x in exact]  # truncates toward zero for both signs
+        remainder = power - sum(shares)
+        step = 1 if remainder > 0 else -1
+        by_fraction = sorted(range(len(exact)), key=lambda i: -abs(exact[i] - shares[i]))
+        for i in by_fraction[: abs(remainder)]:
+            shares[i] += step
+        start = order.isp_start(isp)
+        for i, share in enumerate(shares):
+            if share:
+                out[i].append(SetpointInterval(start, order.isp_duration, share))
+    return [tuple(x) for x in out]

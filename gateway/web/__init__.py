@@ -1,0 +1,1 @@
+"""The HTTP server: B2B endpoints mounted from the adapters, health and metrics."""

@@ -1,0 +1,505 @@
+"""The pipeline end to end: simulated peers over real HTTP, the real Mosquitto, both databases.
+
+Each test stands up a gateway with one DSO and two aggregators: `agr-web` has a UFTP
+endpoint and an MQTT control centre, `agr-mqtt` only a control centre.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import aiomqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+
+from adapters.mqtt.control_centre import ControlCentre
+from adapters.uftp import codec, signing
+from adapters.uftp.peer import UftpPeer
+from gateway.app import Gateway
+from gateway.audit.chain import verify_chain
+from gateway.config import settings_from_dict
+from gateway.model import (
+    Envelope,
+    FlexOffer,
+    FlexOrder,
+    FlexOrderResponse,
+    FlexRequest,
+    FlexRequestResponse,
+    Message,
+    OfferOption,
+    PowerIsp,
+    RequestIsp,
+    Result,
+    Role,
+)
+from gateway.store.db import sessionmaker
+from gateway.store.models import AuditEntry
+from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
+from tests.conftest import require
+from tests.gateway.conftest import public_b64, secret_b64
+
+CP = "ean.871685900012636543"
+OTHER_CP = "ean.871685900099999999"
+ZONE = "Europe/Amsterdam"
+LIMIT = 400_000
+
+
+def tomorrow() -> date:
+    return (datetime.now(ZoneInfo(ZONE)) + timedelta(days=1)).date()
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    dso: UftpPeer
+    other_dso: UftpPeer
+    agr: UftpPeer
+    agr_mqtt_key: Ed25519PrivateKey
+    centres: dict[str, ControlCentre]
+    url: str
+    conversation: str
+
+    def envelope(self, sender: str, recipient: str, role: Role, **kw: Any) -> Envelope:
+        return Envelope(
+            message_id=kw.get("message_id", str(uuid.uuid4())),
+            conversation_id=self.conversation,
+            sender_domain=sender,
+            recipient_domain=recipient,
+            sender_role=role,
+            timestamp=datetime.now(UTC),
+        )
+
+    def order(
+        self,
+        powers: dict[int, int],
+        *,
+        to: str = "agr-web.example.com",
+        cp: str = CP,
+        sender: str = "dso.example.com",
+        **kw: Any,
+    ) -> FlexOrder:
+        return FlexOrder(
+            envelope=self.envelope(sender, to, Role.DSO, **kw),
+            isp_duration=timedelta(minutes=15),
+            time_zone=ZONE,
+            period=tomorrow(),
+            congestion_point=cp,
+            isps=tuple(PowerIsp(i, p) for i, p in powers.items()),
+            price=Decimal("10.00"),
+            currency="EUR",
+            order_reference=kw.get("ref", "ORD-1"),
+            flex_offer_message_id=str(uuid.uuid4()),
+        )
+
+    async def audit(self, event: str | None = None) -> list[AuditEntry]:
+        async with sessionmaker(self.gateway.engine)() as session:
+            query = select(AuditEntry).order_by(AuditEntry.seq)
+            if event:
+                query = query.where(AuditEntry.event == event)
+            return list((await session.scalars(query)).all())
+
+    async def settle(self) -> None:
+        """Wait until the outbox has nothing pending."""
+        for _ in range(200):
+            if not (await self.gateway.outbox.counts()).get("pending"):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"outbox did not drain: {await self.gateway.outbox.counts()}")
+
+
+@pytest.fixture
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    require(mosquitto_running(), f"Mosquitto is not listening on {MOSQUITTO_HOST}:{MOSQUITTO_PORT}")
+    keys = {
+        name: Ed25519PrivateKey.generate()
+        for name in ("gridgate", "dso", "dso2", "agr-web", "agr-mqtt")
+    }
+    (tmp_path / "gw.key").write_text(secret_b64(keys["gridgate"]))
+    domains = {
+        "dso": "dso.example.com",
+        "dso2": "dso2.example.com",
+        "agr-web": "agr-web.example.com",
+        "agr-mqtt": "agr-mqtt.example.com",
+        "gridgate": "gridgate.example.com",
+    }
+    trusted = {domains[n]: k.public_key() for n, k in keys.items()}
+    dso = UftpPeer(domains["dso"], Role.DSO, keys["dso"], trusted)
+    other = UftpPeer(domains["dso2"], Role.DSO, keys["dso2"], trusted)
+    agr = UftpPeer(domains["agr-web"], Role.AGR, keys["agr-web"], trusted)
+    for peer in (dso, other, agr):
+        await peer.start()
+    run = uuid.uuid4().hex[:10]
+    prefix = {a: f"test/gridgate/{run}/{a}" for a in ("agr-web", "agr-mqtt")}
+    data: dict[str, Any] = {
+        "gateway": {
+            "listen": "127.0.0.1:0",
+            "database_url": database_url,
+            "uftp_domain": domains["gridgate"],
+            "signing_key_file": "gw.key",
+            "rate_limit_per_second": 200.0,
+        },
+        "mqtt": {
+            "url": f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}",
+            "client_id": f"gridgate-test-{run}",
+        },
+        "market": {"time_zone": ZONE},
+        "outbox": {"retry_base_seconds": 0.1, "retry_max_seconds": 1.0},
+        "participants": [
+            {
+                "id": "dso",
+                "role": "DSO",
+                "uftp_domain": domains["dso"],
+                "endpoint": dso.url,
+                "public_keys": [public_b64(keys["dso"])],
+                "congestion_points": [{"ean": CP, "limit_w": LIMIT}],
+            },
+            {
+                "id": "dso2",
+                "role": "DSO",
+                "uftp_domain": domains["dso2"],
+                "endpoint": other.url,
+                "public_keys": [public_b64(keys["dso2"])],
+                "congestion_points": [{"ean": OTHER_CP, "limit_w": LIMIT}],
+            },
+            {
+                "id": "agr-web",
+                "role": "AGR",
+                "uftp_domain": domains["agr-web"],
+                "endpoint": agr.url,
+                "public_keys": [public_b64(keys["agr-web"])],
+                "mqtt_prefix": prefix["agr-web"],
+                "resources": [
+                    {
+                        "id": "bat-1",
+                        "connection_ean": "ean.871685900000000101",
+                        "congestion_point": CP,
+                        "min_w": -100_000,
+                        "max_w": 100_000,
+                    },
+                    {
+                        "id": "ev-2",
+                        "connection_ean": "ean.871685900000000102",
+                        "congestion_point": CP,
+                        "min_w": 0,
+                        "max_w": 100_000,
+                    },
+                ],
+            },
+            {
+                "id": "agr-mqtt",
+                "role": "AGR",
+                "uftp_domain": domains["agr-mqtt"],
+                "public_keys": [public_b64(keys["agr-mqtt"])],
+                "mqtt_prefix": prefix["agr-mqtt"],
+                "resources": [
+                    {
+                        "id": "hp-1",
+                        "connection_ean": "ean.871685900000000201",
+                        "congestion_point": CP,
+                        "min_w": 0,
+                        "max_w": 300_000,
+                    }
+                ],
+            },
+        ],
+    }
+    settings = settings_from_dict(data, path=tmp_path / "test.toml", base=tmp_path)
+    gateway = Gateway(settings)
+    await gateway.start()
+    url = f"http://127.0.0.1:{gateway.port}/shapeshifter/api/v3/message"
+    for peer in (dso, other, agr):
+        peer.gateway_url = url
+    broker = f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}"
+    centres = {a: ControlCentre(broker, prefix[a], a, client_id=f"cc-{a}-{run}") for a in prefix}
+    for centre in centres.values():
+        await centre.start()
+    world = World(gateway, dso, other, agr, keys["agr-mqtt"], centres, url, str(uuid.uuid4()))
+    try:
+        yield world
+    finally:
+        for centre in centres.values():
+            await centre.stop()
+        await gateway.stop()
+        for peer in (dso, other, agr):
+            await peer.stop()
+        async with aiomqtt.Client(
+            MOSQUITTO_HOST, MOSQUITTO_PORT, identifier=f"gridgate-test-{run}", clean_session=True
+        ):
+            pass
+
+
+def is_kind(kind: type[Message]) -> Any:
+    return lambda m: isinstance(m, kind)
+
+
+async def test_an_order_within_the_limit_reaches_the_aggregator_and_its_control_centre(
+    world: World,
+) -> None:
+    order = world.order({69: -120_000, 70: -120_000})
+    status, text = await world.dso.send(order)
+    assert (status, text) == (200, "")
+    forwarded = await world.agr.wait_for(is_kind(FlexOrder))
+    assert forwarded.envelope.message_id == order.envelope.message_id
+    setpoints = await world.centres["agr-web"].wait_for(2)
+    by_resource = {s["resource"]: s for s in setpoints}
+    # bat-1 spans 200 kW, ev-2 100 kW: -120 kW splits -80/-40 kW
+    assert by_resource["bat-1"]["intervals"][0]["values"] == [-80.0]
+    assert by_resource["ev-2"]["intervals"][0]["values"] == [-40.0]
+    assert all(s["correlationId"] == order.envelope.message_id for s in setpoints)
+    # the aggregator answers; the answer reaches the DSO through gridgate, signed by the AGR
+    await world.agr.send(
+        FlexOrderResponse(
+            envelope=world.envelope("agr-web.example.com", "dso.example.com", Role.AGR),
+            reference_message_id=order.envelope.message_id,
+            result=Result.ACCEPTED,
+        )
+    )
+    answer = await world.dso.wait_for(is_kind(FlexOrderResponse))
+    assert answer.envelope.sender_domain == "agr-web.example.com"
+    await world.settle()
+    for _ in range(50):
+        if len(await world.audit("setpoint.ack")) == 2:
+            break
+        await asyncio.sleep(0.05)
+    acks = await world.audit("setpoint.ack")
+    assert len(acks) == 2 and all('"ACCEPTED"' in a.detail for a in acks)
+    async with sessionmaker(world.gateway.engine)() as session:
+        assert (await verify_chain(session)).ok
+
+
+async def test_an_mqtt_only_aggregator_gets_setpoints_and_gridgate_confirms_the_order(
+    world: World,
+) -> None:
+    order = world.order({10: 50_000}, to="agr-mqtt.example.com")
+    assert (await world.dso.send(order))[0] == 200
+    setpoints = await world.centres["agr-mqtt"].wait_for(1)
+    assert setpoints[0]["resource"] == "hp-1" and setpoints[0]["intervals"][0]["values"] == [50.0]
+    answer = await world.dso.wait_for(is_kind(FlexOrderResponse))
+    assert answer.result is Result.ACCEPTED
+    assert answer.envelope.sender_domain == "gridgate.example.com"
+
+
+async def test_an_order_over_the_limit_is_rejected_naming_isp_limit_and_excess(
+    world: World,
+) -> None:
+    assert (await world.dso.send(world.order({73: -300_000}, ref="first")))[0] == 200
+    await world.agr.wait_for(is_kind(FlexOrder))
+    second = world.order({72: -100_000, 73: -150_000}, to="agr-mqtt.example.com", ref="second")
+    assert (await world.dso.send(second))[0] == 200
+    answer = await world.dso.wait_for(
+        lambda m: (
+            isinstance(m, FlexOrderResponse)
+            and m.reference_message_id == second.envelope.message_id
+        )
+    )
+    assert isinstance(answer, FlexOrderResponse)
+    assert answer.result is Result.REJECTED
+    reason = answer.rejection_reason or ""
+    assert reason.startswith("Grid limit exceeded: ISP 73")
+    assert f"limit {LIMIT} W by 50000 W" in reason
+    await world.settle()
+    assert world.centres["agr-mqtt"].received == []  # nothing reached the aggregator
+    rejected = await world.audit("message.rejected")
+    assert len(rejected) == 1 and "Grid limit exceeded" in rejected[0].detail
+
+
+async def test_the_request_offer_exchange_is_relayed_both_ways(world: World) -> None:
+    request = FlexRequest(
+        envelope=world.envelope("dso.example.com", "agr-web.example.com", Role.DSO),
+        isp_duration=timedelta(minutes=15),
+        time_zone=ZONE,
+        period=tomorrow(),
+        congestion_point=CP,
+        revision=1,
+        expiration=datetime.now(UTC) + timedelta(hours=1),
+        isps=(RequestIsp(5, -1000, 0),),
+    )
+    assert (await world.dso.send(request))[0] == 200
+    await world.agr.wait_for(is_kind(FlexRequest))
+    await world.agr.send(
+        FlexRequestResponse(
+            envelope=world.envelope("agr-web.example.com", "dso.example.com", Role.AGR),
+            reference_message_id=request.envelope.message_id,
+            result=Result.ACCEPTED,
+        )
+    )
+    offer = FlexOffer(
+        envelope=world.envelope("agr-web.example.com", "dso.example.com", Role.AGR),
+        isp_duration=timedelta(minutes=15),
+        time_zone=ZONE,
+        period=tomorrow(),
+        congestion_point=CP,
+        expiration=datetime.now(UTC) + timedelta(hours=1),
+        currency="EUR",
+        flex_request_message_id=request.envelope.message_id,
+        options=(OfferOption("A", Decimal("12.50"), (PowerIsp(5, -1000),)),),
+    )
+    assert (await world.agr.send(offer))[0] == 200
+    got = await world.dso.wait_for(is_kind(FlexOffer))
+    assert isinstance(got, FlexOffer) and got.options[0].price == Decimal("12.50")
+    await world.dso.wait_for(is_kind(FlexRequestResponse))
+
+
+# -- bad input: a clear error naming the rule, audited, nothing forwarded -------------------
+
+
+async def assert_nothing_forwarded(world: World) -> None:
+    await asyncio.sleep(0.2)
+    await world.settle()
+    assert world.agr.received == []
+    assert all(c.received == [] for c in world.centres.values())
+
+
+async def test_a_bad_signature_is_401_audited_and_not_forwarded(world: World) -> None:
+    body = world.dso.render(world.order({1: 1000}))
+    envelope = codec.parse_signed_message(body)
+    tampered = bytearray(envelope.body)
+    tampered[-20] ^= 0x01
+    raw = codec.render_signed_message(envelope.sender_domain, envelope.sender_role, bytes(tampered))
+    status, text = await world.dso.post(raw)
+    assert status == 401 and "signature" in text.lower()
+    assert len(await world.audit("message.rejected")) == 1
+    await assert_nothing_forwarded(world)
+
+
+async def test_an_unknown_sender_is_401(world: World) -> None:
+    stranger = Ed25519PrivateKey.generate()
+    inner = codec.encode(world.order({1: 1000}, sender="stranger.example.com"))
+    raw = codec.render_signed_message(
+        "stranger.example.com", Role.DSO, signing.sign(inner, stranger)
+    )
+    status, text = await world.dso.post(raw)
+    assert status == 401 and text.startswith("Unknown SenderDomain")
+    await assert_nothing_forwarded(world)
+
+
+async def test_the_wrong_role_is_rejected_with_invalid_sender_role(world: World) -> None:
+    # an aggregator may not order: signed by a real AGR, sent as a FlexOrder
+    order = world.order({1: 1000}, sender="agr-web.example.com", to="agr-mqtt.example.com")
+    inner = codec.encode(order)
+    raw = codec.render_signed_message(
+        "agr-web.example.com", Role.AGR, signing.sign(inner, world.agr.key)
+    )
+    status, _ = await world.agr.post(raw)
+    assert status == 200  # received; the rejection is the signed business response
+    answer = await world.agr.wait_for(is_kind(FlexOrderResponse))
+    assert isinstance(answer, FlexOrderResponse) and answer.result is Result.REJECTED
+    assert (answer.rejection_reason or "").startswith("Invalid SenderRole")
+    assert len(await world.audit("message.rejected")) == 1
+    assert world.centres["agr-mqtt"].received == []
+
+
+async def test_ordering_on_another_dsos_congestion_point_is_rejected(world: World) -> None:
+    order = world.order({1: 1000}, sender="dso2.example.com", cp=CP)
+    assert (await world.other_dso.send(order))[0] == 200
+    answer = await world.other_dso.wait_for(is_kind(FlexOrderResponse))
+    assert isinstance(answer, FlexOrderResponse)
+    assert (answer.rejection_reason or "").startswith("Invalid CongestionPoint")
+    await assert_nothing_forwarded(world)
+
+
+async def test_a_schema_invalid_message_is_400_naming_the_attribute(world: World) -> None:
+    inner = codec.encode(world.order({1: 1000})).replace(b' Currency="EUR"', b"")
+    raw = codec.render_signed_message(
+        "dso.example.com", Role.DSO, signing.sign(inner, world.dso.key)
+    )
+    status, text = await world.dso.post(raw)
+    assert status == 400 and "Currency" in text
+    assert len(await world.audit("message.rejected")) == 1
+    await assert_nothing_forwarded(world)
+
+
+async def test_a_dtd_is_refused_without_reading_anything(world: World) -> None:
+    inner = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/hostname">]>'
+        + codec.encode(world.order({1: 1000})).split(b"?>", 1)[1]
+    )
+    raw = codec.render_signed_message(
+        "dso.example.com", Role.DSO, signing.sign(inner, world.dso.key)
+    )
+    status, text = await world.dso.post(raw)
+    assert status == 400 and "DTD" in text
+    await assert_nothing_forwarded(world)
+
+
+async def test_oversize_and_transport_rules(world: World) -> None:
+    async with aiohttp.ClientSession() as session:
+        big = b"<SignedMessage " + b" " * (6 * 1024 * 1024) + b"/>"
+        async with session.post(world.url, data=big, headers={"Content-Type": "text/xml"}) as r:
+            assert r.status == 413
+        async with session.post(
+            world.url, data=b"<x/>", headers={"Content-Type": "application/json"}
+        ) as r:
+            assert r.status == 400 and "Content-Type" in await r.text()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"<x/>"
+
+        async with session.post(
+            world.url, data=chunks(), headers={"Content-Type": "text/xml"}
+        ) as r:
+            assert r.status == 411
+    await assert_nothing_forwarded(world)
+
+
+async def test_application_xml_is_accepted_too(world: World) -> None:
+    status, _ = await world.dso.post(
+        world.dso.render(world.order({1: 1000})), content_type="application/xml"
+    )
+    assert status == 200
+    await world.agr.wait_for(is_kind(FlexOrder))
+
+
+async def test_a_resubmission_is_accepted_once_and_a_reused_id_is_a_duplicate_identifier(
+    world: World,
+) -> None:
+    order = world.order({1: 1000})
+    raw = world.dso.render(order)
+    assert (await world.dso.post(raw))[0] == 200
+    assert (await world.dso.post(raw))[0] == 200  # Already Submitted: success, not reprocessed
+    reuse = world.order({1: 2000}, message_id=order.envelope.message_id)
+    assert (await world.dso.send(reuse))[0] == 200
+    answer = await world.dso.wait_for(is_kind(FlexOrderResponse))
+    assert isinstance(answer, FlexOrderResponse)
+    assert (answer.rejection_reason or "").startswith("Duplicate Identifier")
+    await world.settle()
+    await asyncio.sleep(0.2)
+    assert len(world.agr.received) == 1  # forwarded exactly once
+    assert len(await world.audit("message.resubmitted")) == 1
+    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 1) == 1000
+
+
+async def test_the_rate_limit_answers_429(world: World) -> None:
+    async with aiohttp.ClientSession() as session:
+        statuses = await asyncio.gather(
+            *(
+                session.post(world.url, data=b"<x/>", headers={"Content-Type": "text/xml"})
+                for _ in range(400)
+            )
+        )
+        codes = [r.status for r in statuses]
+        for r in statuses:
+            r.release()
+    assert 429 in codes
+
+
+async def test_a_bad_ack_is_audited_with_the_rule(world: World) -> None:
+    prefix = world.centres["agr-web"].prefix
+    async with aiomqtt.Client(MOSQUITTO_HOST, MOSQUITTO_PORT) as client:
+        await client.publish(f"{prefix}/bat-1/ack", b'{"msgId": 5}', qos=1)
+    for _ in range(50):
+        bad = await world.audit("setpoint.ack.rejected")
+        if bad:
+            break
+        await asyncio.sleep(0.05)
+    assert bad and "Schema violation" in bad[0].detail
