@@ -147,6 +147,9 @@ class OutboxSettings(Strict):
     # how long a message gridgate originates stays deliverable when it carries no expiry
     default_validity_hours: float = Field(default=24.0, gt=0)
     batch_size: int = Field(default=200, gt=0)
+    # a claimed row is someone's for this long; after a crash its rows come back after it.
+    # It must outlast one delivery attempt (the HTTP timeout is 30 s).
+    claim_lease_seconds: float = Field(default=60.0, gt=0)
     concurrency: int = Field(default=64, gt=0)
 
 

@@ -35,8 +35,6 @@ from gateway.tasks import spawn
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
-
 
 class Deliverer(Protocol):
     """A channel's way out: raise TemporaryDeliveryError or PermanentDeliveryError."""
@@ -182,7 +180,9 @@ class Outbox:
                 return []
             ids = [row.id for row in rows]
             await conn.execute(
-                update(OutboxEntry).where(OutboxEntry.id.in_(ids)).values(claimed_until=now + LEASE)
+                update(OutboxEntry)
+                .where(OutboxEntry.id.in_(ids))
+                .values(claimed_until=now + timedelta(seconds=self._settings.claim_lease_seconds))
             )
         return [
             Claimed(
