@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -68,7 +69,12 @@ def make_app(gateway: Gateway, routes: list[web.RouteDef]) -> web.Application:
             }
         )
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        # counts are operator information: loopback, or a client with a TLS certificate
+        transport = request.transport
+        has_cert = transport is not None and transport.get_extra_info("peercert")
+        if not has_cert and not ipaddress.ip_address(request.remote or "0.0.0.0").is_loopback:
+            return web.Response(status=403, text="metrics: loopback or client certificate only")
         return web.json_response(
             {
                 "pipeline": gateway.pipeline.stats,
