@@ -73,7 +73,7 @@ def make_app(gateway: Gateway, routes: list[web.RouteDef]) -> web.Application:
         # counts are operator information: loopback, or a client with a TLS certificate
         transport = request.transport
         has_cert = transport is not None and transport.get_extra_info("peercert")
-        if not has_cert and not ipaddress.ip_address(request.remote or "0.0.0.0").is_loopback:
+        if not has_cert and not ipaddress.ip_address(request.remote or "::").is_loopback:
             return web.Response(status=403, text="metrics: loopback or client certificate only")
         return web.json_response(
             {
