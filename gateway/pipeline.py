@@ -585,6 +585,35 @@ class Pipeline:
             return Receipt(status, rejection.text, event="message.rejected")
         return Receipt(200, event="message.rejected")
 
+    async def refuse(
+        self, *, peer: str, status: int, rule: str, detail: str, size: int | None
+    ) -> Receipt:
+        """Audit a request the transport refused before reading it (size, headers)."""
+        self._count(f"refused:{status}")
+        text = f"{rule}: {detail}"
+        unit = Unit(
+            audit=[
+                AuditDraft(
+                    event="message.refused",
+                    actor=peer or "unknown",
+                    detail={
+                        "protocol": self.codec.protocol,
+                        "peer": peer,
+                        "status": status,
+                        "rule": rule,
+                        "reason": detail,
+                        "bytes": size,
+                    },
+                )
+            ]
+        )
+        try:
+            await self.writer.submit(unit)
+        except Exception:
+            log.exception("could not audit a refused request")
+            return Receipt(503, "gridgate could not store the message; send it again later")
+        return Receipt(status, text, event="message.refused")
+
     async def _already_submitted(self, msg: Inbound) -> Receipt:
         """UFTP 3: the same message again is a success and is not processed twice."""
         self._count("already_submitted")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from adapters.uftp.rejections import UftpReason
+
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
@@ -23,23 +25,35 @@ def routes(gateway: Gateway) -> list[web.RouteDef]:
     pipeline = gateway.pipeline
     max_bytes = gateway.settings.gateway.max_body_bytes
 
+    async def refuse(request: web.Request, status: int, rule: str, detail: str) -> web.Response:
+        receipt = await pipeline.refuse(
+            peer=request.remote or "",
+            status=status,
+            rule=rule,
+            detail=detail,
+            size=request.content_length,
+        )
+        return web.Response(status=receipt.status, text=receipt.text)
+
     async def receive(request: web.Request) -> web.Response:
         if request.content_type not in CONTENT_TYPES:
-            return web.Response(
-                status=400,
-                text=f"UFTP transport: Content-Type must be text/xml or application/xml, "
-                f"got {request.content_type!r}",
+            return await refuse(
+                request,
+                400,
+                "UFTP transport",
+                f"Content-Type must be text/xml or application/xml, got {request.content_type!r}",
             )
         if request.content_length is None:
-            return web.Response(status=411, text="UFTP transport: Content-Length is required")
+            return await refuse(request, 411, "UFTP transport", "Content-Length is required")
         if request.content_length > max_bytes:
-            return web.Response(
-                status=413,
-                text=f"Invalid Message (too large): {request.content_length} bytes exceeds "
-                f"the limit of {max_bytes}",
+            return await refuse(
+                request,
+                413,
+                UftpReason.OVERSIZE.value,
+                f"{request.content_length} bytes exceeds the limit of {max_bytes}",
             )
         if request.headers.get("Content-Encoding", "identity") != "identity":
-            return web.Response(status=415, text="UFTP transport: compressed bodies are refused")
+            return await refuse(request, 415, "UFTP transport", "compressed bodies are refused")
         raw = await request.read()
         receipt = await pipeline.handle(raw, peer=request.remote or "")
         return web.Response(status=receipt.status, text=receipt.text or None)

@@ -7,6 +7,7 @@ endpoint and an MQTT control centre, `agr-mqtt` only a control centre.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
