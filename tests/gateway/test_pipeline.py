@@ -451,6 +451,9 @@ async def test_oversize_and_transport_rules(world: World) -> None:
         ) as r:
             assert r.status == 411
     await assert_nothing_forwarded(world)
+    refused = await world.audit("message.refused")
+    assert [json.loads(e.detail)["status"] for e in refused] == [413, 400, 411]
+    assert json.loads(refused[0].detail)["rule"] == "Invalid Message (too large)"
 
 
 async def test_application_xml_is_accepted_too(world: World) -> None:
