@@ -32,3 +32,20 @@ def specs() -> Path:
         (path / "uftp" / "3.1.0").is_dir(), f"official specs not found at {path} (GRIDGATE_SPECS)"
     )
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pin shapeshifter-uftp's XML parser to its own classes, for every test in the run.
+
+    Its `transport.from_xml` parses without naming a class, so xsdata takes the most recently
+    defined dataclass with the root element's name anywhere in the process: after gridgate is
+    imported that is `gateway.model.FlexRequest` and friends, and the peer refuses every
+    payload ("Xml Element does not support typing timedelta"). Pinning it here makes the
+    interop tests independent of the order modules are imported in.
+    """
+    try:
+        from shapeshifter_uftp import transport
+    except ImportError:  # the test extra is not installed: the interop tests will say so
+        return
+    transport.parser.context.models_package = "shapeshifter_uftp"
+    transport.parser.context.reset()

@@ -1,0 +1,371 @@
+"""Interop over real HTTP: shapeshifter-uftp's own DSO and AGR services talk through gridgate.
+
+Covered (who signs what reaches whom):
+- signed by shapeshifter-uftp, accepted by gridgate and relayed verbatim to the other
+  shapeshifter service, which checks the original signature: all six types, FlexRequest,
+  FlexRequestResponse, FlexOffer, FlexOfferResponse, FlexOrder, FlexOrderResponse, in
+  UFTP 3.1.0 and 3.0.0;
+- signed by gridgate (its key, its domain), accepted by the shapeshifter services: the
+  three responses gridgate originates (FlexRequestResponse and FlexOrderResponse as AGR,
+  FlexOfferResponse as DSO; Rejected, and Accepted for an MQTT-only aggregator), and the
+  three request types, rendered by gridgate's codec and posted to the services directly
+  (gridgate only relays those in operation; `tests/adapters/uftp/test_interop_shapeshifter.py`
+  checks all six at the codec level).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+from shapeshifter_uftp import uftp as su
+from xsdata.models.datatype import XmlDate, XmlDuration
+
+from gateway.audit.chain import verify_chain
+from gateway.model import Message, Role
+from gateway.store.db import sessionmaker
+from tests.adapters.uftp.conftest import make_messages
+
+from .conftest import AGR, AGR_MQTT, CP, DSO, GRIDGATE, LIMIT, SPARE_CP, ZONE, World, tomorrow
+
+ACCEPTED, REJECTED = su.AcceptedRejected.ACCEPTED, su.AcceptedRejected.REJECTED
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def in_an_hour() -> str:
+    return (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
+
+
+def flex_header(cp: str = CP) -> dict[str, Any]:
+    day = tomorrow()
+    return {
+        "isp_duration": XmlDuration("PT15M"),
+        "time_zone": ZONE,
+        "period": XmlDate(day.year, day.month, day.day),
+        "congestion_point": cp,
+    }
+
+
+def flex_request(conversation: str, *, cp: str = CP) -> su.FlexRequest:
+    return su.FlexRequest(
+        **flex_header(cp),
+        message_id=new_id(),
+        conversation_id=conversation,
+        isps=[
+            su.FlexRequestISP(
+                disposition=su.AvailableRequested.REQUESTED,
+                min_power=-150_000,
+                max_power=-100_000,
+                start=41,
+                duration=4,
+            ),
+            su.FlexRequestISP(
+                disposition=su.AvailableRequested.AVAILABLE, min_power=0, max_power=0, start=45
+            ),
+        ],
+        revision=1,
+        expiration_date_time=in_an_hour(),
+    )
+
+
+def flex_offer(conversation: str, request_id: str, *, cp: str = CP) -> su.FlexOffer:
+    return su.FlexOffer(
+        **flex_header(cp),
+        message_id=new_id(),
+        conversation_id=conversation,
+        offer_options=[
+            su.FlexOfferOption(
+                isps=[su.FlexOfferOptionISP(power=-120_000, start=41, duration=4)],
+                option_reference="option-a",
+                price=Decimal("12.50"),
+                min_activation_factor=Decimal("0.5"),
+            )
+        ],
+        expiration_date_time=in_an_hour(),
+        flex_request_message_id=request_id,
+        currency="EUR",
+    )
+
+
+def flex_order(
+    conversation: str, offer_id: str, powers: dict[int, int], *, ref: str = "order-1"
+) -> su.FlexOrder:
+    return su.FlexOrder(
+        **flex_header(),
+        message_id=new_id(),
+        conversation_id=conversation,
+        isps=[su.FlexOrderISP(power=p, start=i) for i, p in powers.items()],
+        flex_offer_message_id=offer_id,
+        price=Decimal("12.50"),
+        currency="EUR",
+        order_reference=ref,
+        option_reference="option-a",
+        activation_factor=Decimal("0.8"),
+    )
+
+
+def power_by_isp(isps: list[Any]) -> dict[int, int]:
+    return {i.start + n: i.power for i in isps for n in range(i.duration)}
+
+
+# -- the services' reactions (they run in the services' worker threads) ---------------------
+
+
+def offer_on_request(service: Any, request: su.FlexRequest) -> None:
+    """The aggregator accepts the request and offers, both with its own DSO client."""
+    client = service.dso_client(request.sender_domain, version=request.version)
+    client.send_flex_request_response(
+        su.FlexRequestResponse(
+            conversation_id=request.conversation_id,
+            flex_request_message_id=request.message_id,
+            result=ACCEPTED,
+        )
+    )
+    client.send_flex_offer(flex_offer(request.conversation_id, request.message_id))
+
+
+def accept_offer(service: Any, offer: su.FlexOffer) -> None:
+    service.agr_client(offer.sender_domain, version=offer.version).send_flex_offer_response(
+        su.FlexOfferResponse(
+            conversation_id=offer.conversation_id,
+            flex_offer_message_id=offer.message_id,
+            result=ACCEPTED,
+        )
+    )
+
+
+def confirm_order(service: Any, order: su.FlexOrder) -> None:
+    service.dso_client(order.sender_domain, version=order.version).send_flex_order_response(
+        su.FlexOrderResponse(
+            conversation_id=order.conversation_id,
+            flex_order_message_id=order.message_id,
+            result=ACCEPTED,
+        )
+    )
+
+
+async def send(client: Any, method: str, message: Any) -> None:
+    """A shapeshifter client call (blocking `requests`), off gridgate's event loop."""
+    await asyncio.to_thread(getattr(client, method), message)
+
+
+def same(conversation: str) -> Any:
+    return lambda m: m.conversation_id == conversation
+
+
+async def audited(world: World, event: str) -> dict[str, dict[str, Any]]:
+    """The audit entries of one event in this conversation, by MessageID, details parsed."""
+    return {
+        e.message_id or "": json.loads(e.detail)
+        for e in await world.audit(event)
+        if e.conversation_id == world.conversation
+    }
+
+
+# -- signed by shapeshifter-uftp, relayed by gridgate ---------------------------------------
+
+
+@pytest.mark.parametrize("version", ["3.1.0", "3.0.0"])
+async def test_the_whole_exchange_between_shapeshifter_dso_and_agr_runs_through_gridgate(
+    world: World, version: str
+) -> None:
+    conv = world.conversation
+    world.agr.reactions = {su.FlexRequest: offer_on_request, su.FlexOrder: confirm_order}
+    world.dso.reactions = {su.FlexOffer: accept_offer}
+    dso_client = world.dso.agr_client(AGR, version=version)
+
+    # 1. FlexRequest: DSO -> gridgate -> AGR, whose service checks the DSO's signature
+    request = flex_request(conv)
+    await send(dso_client, "send_flex_request", request)
+    got_request = await world.agr.inbox.get(su.FlexRequest, same(conv))
+    assert got_request.message_id == request.message_id
+    assert (got_request.sender_domain, got_request.recipient_domain) == (DSO, AGR)
+    assert got_request.version == version
+    assert got_request.congestion_point == CP
+    assert str(got_request.period) == tomorrow().isoformat()
+    assert got_request.revision == 1
+    assert [
+        (i.start, i.duration, i.min_power, i.max_power, i.disposition) for i in got_request.isps
+    ] == [(41, 4, -150_000, -100_000, "Requested"), (45, 1, 0, 0, "Available")]
+
+    # 2. the AGR service answers and offers with its own client: both reach the DSO
+    answer = await world.dso.inbox.get(su.FlexRequestResponse, same(conv))
+    assert answer.flex_request_message_id == request.message_id
+    assert answer.result == ACCEPTED and answer.sender_domain == AGR
+    offer = await world.dso.inbox.get(su.FlexOffer, same(conv))
+    assert offer.sender_domain == AGR and offer.flex_request_message_id == request.message_id
+    (option,) = offer.offer_options
+    assert option.option_reference == "option-a" and Decimal(option.price) == Decimal("12.5")
+    assert power_by_isp(option.isps) == dict.fromkeys(range(41, 45), -120_000)
+
+    # 3. the DSO service accepts the offer; then orders it, within the limit
+    offer_answer = await world.agr.inbox.get(su.FlexOfferResponse, same(conv))
+    assert offer_answer.flex_offer_message_id == offer.message_id
+    assert offer_answer.result == ACCEPTED and offer_answer.sender_domain == DSO
+    order = flex_order(conv, offer.message_id, power_by_isp(option.isps))
+    await send(dso_client, "send_flex_order", order)
+    got_order = await world.agr.inbox.get(su.FlexOrder, same(conv))
+    assert got_order.message_id == order.message_id
+    assert got_order.flex_offer_message_id == offer.message_id
+    assert power_by_isp(got_order.isps) == dict.fromkeys(range(41, 45), -120_000)
+    assert Decimal(got_order.price) == Decimal("12.5") and got_order.order_reference == "order-1"
+    order_answer = await world.dso.inbox.get(su.FlexOrderResponse, same(conv))
+    assert order_answer.flex_order_message_id == order.message_id
+    assert order_answer.result == ACCEPTED and order_answer.sender_domain == AGR
+    assert order_answer.version == version
+
+    # gridgate relayed the originals: each service checked the other's key, never gridgate's
+    lookups = {(me, domain, role) for me, domain, role in world.net.lookups}
+    assert (AGR, DSO, "DSO") in lookups and (DSO, AGR, "AGR") in lookups
+    assert not any(domain == GRIDGATE for _, domain, _ in lookups)
+
+    # gridgate audited all six as accepted, reserved the order's power, delivered everything
+    await world.settle()
+    accepted = await audited(world, "message.accepted")
+    ids = {
+        request.message_id: "FlexRequest",
+        answer.message_id: "FlexRequestResponse",
+        offer.message_id: "FlexOffer",
+        offer_answer.message_id: "FlexOfferResponse",
+        order.message_id: "FlexOrder",
+        order_answer.message_id: "FlexOrderResponse",
+    }
+    assert {mid: d["kind"] for mid, d in accepted.items()} == ids
+    assert all(d["version"] == version for d in accepted.values())
+    assert await audited(world, "message.rejected") == {}
+    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 41) == -120_000
+    rows = [r for r in await world.outbox() if r.conversation_id == conv]
+    assert sorted(r.message_id for r in rows) == sorted(ids)
+    assert {r.status for r in rows} == {"delivered"}
+    async with sessionmaker(world.gateway.engine)() as session:
+        assert (await verify_chain(session)).ok
+
+
+# -- signed by gridgate, accepted by shapeshifter-uftp --------------------------------------
+
+
+@pytest.mark.parametrize("version", ["3.1.0", "3.0.0"])
+async def test_an_order_over_the_limit_gets_gridgates_signed_rejection(
+    world: World, version: str
+) -> None:
+    conv = world.conversation
+    order = flex_order(conv, new_id(), {41: -250_000, 42: -(LIMIT + 50_000)}, ref="too-much")
+    await send(world.dso.agr_client(AGR, version=version), "send_flex_order", order)
+    answer = await world.dso.inbox.get(su.FlexOrderResponse, same(conv))
+    assert answer.sender_domain == GRIDGATE and answer.recipient_domain == DSO
+    assert answer.flex_order_message_id == order.message_id
+    assert answer.version == version
+    assert answer.result == REJECTED
+    assert answer.rejection_reason.startswith("Grid limit exceeded: ISP 42")
+    assert f"exceeds the limit {LIMIT} W by 50000 W" in answer.rejection_reason
+    # the DSO service checked gridgate's signature with gridgate's key, as an AGR
+    assert (DSO, GRIDGATE, "AGR") in world.net.lookups
+    await world.settle()
+    assert world.agr.inbox.of(su.FlexOrder) == []  # nothing was relayed
+    (rejected,) = (await audited(world, "message.rejected")).values()
+    assert rejected["rule"] == "Grid limit exceeded" and rejected["kind"] == "FlexOrder"
+    (queued,) = (await audited(world, "response.queued")).values()
+    assert queued["kind"] == "FlexOrderResponse" and queued["result"] == "Rejected"
+    assert queued["answers"] == order.message_id
+    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 42) == 0
+
+
+async def test_an_offer_without_resources_gets_gridgates_signed_rejection(world: World) -> None:
+    conv = world.conversation
+    offer = flex_offer(conv, new_id(), cp=SPARE_CP)
+    await send(world.agr.dso_client(DSO), "send_flex_offer", offer)
+    answer = await world.agr.inbox.get(su.FlexOfferResponse, same(conv))
+    assert answer.sender_domain == GRIDGATE and answer.recipient_domain == AGR
+    assert answer.flex_offer_message_id == offer.message_id
+    assert answer.result == REJECTED
+    assert answer.rejection_reason.startswith("Unregistered resources")
+    assert SPARE_CP in answer.rejection_reason
+    assert (AGR, GRIDGATE, "DSO") in world.net.lookups
+    await world.settle()
+    assert world.dso.inbox.of(su.FlexOffer) == []
+    (rejected,) = (await audited(world, "message.rejected")).values()
+    assert rejected["rule"] == "Unregistered resources" and rejected["kind"] == "FlexOffer"
+
+
+async def test_a_request_to_an_unknown_domain_gets_gridgates_signed_rejection(
+    world: World,
+) -> None:
+    conv = world.conversation
+    request = flex_request(conv)
+    await send(world.dso.agr_client("nobody.example.com"), "send_flex_request", request)
+    answer = await world.dso.inbox.get(su.FlexRequestResponse, same(conv))
+    assert answer.sender_domain == GRIDGATE and answer.recipient_domain == DSO
+    assert answer.flex_request_message_id == request.message_id
+    assert answer.result == REJECTED
+    assert answer.rejection_reason.startswith("Unknown RecipientDomain")
+    assert "nobody.example.com" in answer.rejection_reason
+    assert (DSO, GRIDGATE, "AGR") in world.net.lookups
+    await world.settle()
+    assert world.agr.inbox.of(su.FlexRequest) == []
+    (rejected,) = (await audited(world, "message.rejected")).values()
+    assert rejected["rule"] == "Unknown RecipientDomain" and rejected["kind"] == "FlexRequest"
+
+
+async def test_an_order_for_an_mqtt_only_aggregator_gets_gridgates_signed_acceptance(
+    world: World,
+) -> None:
+    conv = world.conversation
+    order = flex_order(conv, new_id(), {50: 30_000})
+    await send(world.dso.agr_client(AGR_MQTT), "send_flex_order", order)
+    answer = await world.dso.inbox.get(su.FlexOrderResponse, same(conv))
+    assert answer.sender_domain == GRIDGATE and answer.recipient_domain == DSO
+    assert answer.flex_order_message_id == order.message_id
+    assert answer.result == ACCEPTED and answer.rejection_reason is None
+    await world.settle()
+    assert set((await audited(world, "message.accepted")).keys()) == {order.message_id}
+    (queued,) = (await audited(world, "response.queued")).values()
+    assert queued["result"] == "Accepted" and queued["to"] == "dso"
+
+
+REQUEST_TYPES = {
+    "FlexRequest": (su.FlexRequest, Role.DSO, AGR),
+    "FlexOffer": (su.FlexOffer, Role.AGR, DSO),
+    "FlexOrder": (su.FlexOrder, Role.DSO, AGR),
+}
+
+
+@pytest.mark.parametrize("name", list(REQUEST_TYPES))
+async def test_the_request_types_signed_by_gridgate_are_accepted_by_the_services(
+    world: World, name: str
+) -> None:
+    kind, role, recipient = REQUEST_TYPES[name]
+    sample: Message = make_messages()[name]
+    message = replace(
+        sample,
+        envelope=replace(
+            sample.envelope,
+            message_id=new_id(),
+            conversation_id=world.conversation,
+            sender_domain=GRIDGATE,
+            recipient_domain=recipient,
+            sender_role=role,
+        ),
+    )
+    codec = world.gateway.registry.codec  # what gridgate signs its own responses with
+    assert codec is not None
+    raw = codec.render(message, sender_role=role)
+    service = world.agr if recipient == AGR else world.dso
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(service.url, data=raw, headers={"Content-Type": "text/xml"}) as response,
+    ):
+        assert response.status == 200, await response.text()
+    got = await service.inbox.get(kind, same(world.conversation))
+    assert got.message_id == message.envelope.message_id and got.sender_domain == GRIDGATE
+    assert got.congestion_point == message.congestion_point  # type: ignore[attr-defined]
+    assert (recipient, GRIDGATE, role.value) in world.net.lookups
