@@ -52,6 +52,8 @@ from gateway.store.writer import DuplicateKey, Unit, Writer
 
 log = logging.getLogger(__name__)
 
+SEEN_LIMIT = 200_000  # about 60 MB of recent message keys
+
 
 # ---------------------------------------------------------------------------------------------
 # What the pipeline needs from the adapters (they register themselves in gateway.app)
@@ -174,13 +176,15 @@ class Pipeline:
         self.clock = clock
         self.domain = settings.gateway.uftp_domain
         self.validity = timedelta(hours=settings.outbox.default_validity_hours)
-        # (MessageID, SenderDomain, RecipientDomain) -> digest, for every message seen
+        # (MessageID, SenderDomain, RecipientDomain) -> digest of the most recent messages.
+        # Only a fast path: the unique key in the database catches what it has forgotten
+        # (see _stored_duplicate), so it is bounded and forgets the oldest first.
         self._seen: dict[tuple[str, str, str], str] = {}
+        self.seen_limit = SEEN_LIMIT
         self.stats: dict[str, int] = {}
 
-    async def load(self, *, days: int = 14) -> None:
-        """Fill the duplicate index with the messages of the last `days` days."""
-        since = self.clock() - timedelta(days=days)
+    async def load(self) -> None:
+        """Fill the duplicate index with the most recent messages."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(
@@ -188,10 +192,17 @@ class Pipeline:
                     MessageRecord.sender_domain,
                     MessageRecord.recipient_domain,
                     MessageRecord.digest,
-                ).where(MessageRecord.received_at >= since)
+                )
+                .order_by(MessageRecord.id.desc())
+                .limit(self.seen_limit)
             )
-            for message_id, sender, recipient, digest in rows:
+            for message_id, sender, recipient, digest in reversed(rows.all()):
                 self._seen[(message_id, sender, recipient)] = digest
+
+    def _remember(self, key: tuple[str, str, str], digest: str) -> None:
+        self._seen[key] = digest
+        if len(self._seen) > self.seen_limit:
+            del self._seen[next(iter(self._seen))]
 
     def steps(self) -> tuple[Callable[[Inbound], None], ...]:
         """The steps, in the order they run."""
@@ -247,8 +258,12 @@ class Pipeline:
     def _undo(self, msg: Inbound) -> None:
         if msg.message is not None:
             self._seen.pop(msg.key, None)
-            if isinstance(msg.message, FlexOrder) and msg.decision and msg.decision.accepted:
-                self.grid_check.release(msg.message.envelope.message_id)
+            self._release(msg)
+
+    def _release(self, msg: Inbound) -> None:
+        """Give back what this message reserved in the grid check (and nothing else)."""
+        if msg.message is not None and msg.decision is not None and msg.decision.reservations:
+            self.grid_check.release(msg.message.envelope.message_id)
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -324,7 +339,7 @@ class Pipeline:
         """Same MessageID, sender and recipient: same content is a resubmission, else reuse."""
         seen = self._seen.get(msg.key)
         if seen is None:
-            self._seen[msg.key] = msg.digest
+            self._remember(msg.key, msg.digest)
             return
         if seen == msg.digest:
             msg.resubmitted = True
@@ -552,8 +567,7 @@ class Pipeline:
         """Audit the rejection; answer it with a signed response or a synchronous status."""
         self._count(f"rejected:{rejection.reason.value}")
         msg.unit = Unit()  # nothing the steps queued is forwarded
-        if msg.decision is not None and msg.decision.accepted and msg.message is not None:
-            self.grid_check.release(msg.message.envelope.message_id)
+        self._release(msg)
         detail = self._describe(msg)
         detail |= {
             "decision": "rejected",
@@ -636,7 +650,7 @@ class Pipeline:
                 )
             )
         if digest is not None:
-            self._seen[msg.key] = digest
+            self._remember(msg.key, digest)
         if digest == msg.digest:
             return await self._already_submitted(msg)
         msg.unit = Unit()

@@ -507,3 +507,24 @@ async def test_a_bad_ack_is_audited_with_the_rule(world: World) -> None:
             break
         await asyncio.sleep(0.05)
     assert bad and "Schema violation" in bad[0].detail
+
+
+async def test_a_duplicate_older_than_the_index_is_still_caught_by_the_database(
+    world: World,
+) -> None:
+    world.gateway.pipeline.seen_limit = 1
+    first = world.order({1: 1000})
+    raw = world.dso.render(first)
+    assert (await world.dso.post(raw))[0] == 200
+    assert (await world.dso.send(world.order({2: 1000})))[0] == 200  # pushes `first` out
+    assert (await world.dso.post(raw))[0] == 200  # already submitted, found in the database
+    reuse = world.order({1: 5}, message_id=first.envelope.message_id)
+    assert (await world.dso.send(reuse))[0] == 200
+    answer = await world.dso.wait_for(
+        lambda m: isinstance(m, FlexOrderResponse) and m.result is Result.REJECTED
+    )
+    assert (getattr(answer, "rejection_reason", "") or "").startswith("Duplicate Identifier")
+    await world.settle()
+    assert len(world.agr.received) == 2
+    assert len(await world.audit("message.resubmitted")) == 1
+    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 1) == 1000
