@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
+from gateway.tasks import run
 
 
 def _settings(path: str) -> Settings:
@@ -69,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         await stop.wait()
         await gateway.stop()
 
-    asyncio.run(serve())
+    run(serve())
     return 0
 
 
@@ -77,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import DEFAULT_TOPOLOGY, default_workdir, run_demo
 
     workdir = Path(args.dir) if args.dir else default_workdir()
-    summary = asyncio.run(
+    summary = run(
         run_demo(
             workdir,
             topology=Path(args.config) if args.config else DEFAULT_TOPOLOGY,
@@ -104,7 +105,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         if report.ok:
             print(f"audit chain verified: {report.entries} entries, head {report.head_hash}")
             return 0
-        print(f"audit chain BROKEN at entry {report.first_broken}: {report.problem}")
+        where = f" at entry {report.first_broken}" if report.first_broken else ""
+        print(f"audit chain BROKEN{where}: {report.problem}")
         return 1
 
     return asyncio.run(verify())

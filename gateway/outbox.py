@@ -2,13 +2,22 @@
 
 Outbox rows are written by the pipeline in the same transaction as the audit entry of the
 decision that produced them (gateway.store.writer), so a crash after the sender was answered
-cannot lose them. The relay claims due rows, delivers each through its channel (UFTP over
-HTTP, MQTT), and records every outcome with an audit entry: delivered, retry scheduled with
-exponential back-off, expired (past its validity, never delivered) or failed for good.
+cannot lose them. The relay delivers each row through its channel (UFTP over HTTP, MQTT) and
+records every outcome in the audit log: delivered, retry scheduled with exponential back-off,
+expired (past its validity, never delivered) or failed for good.
+
+Two ways in:
+
+* the fast path: a row is written already claimed by this process (`claimed_until` a lease
+  ahead), and handed to the relay in memory once its transaction commits (`hand_over`), so
+  the happy path never reads the row back;
+* the database path (`claim_due`): rows whose lease ran out (this or another instance
+  crashed) and rows waiting for a retry are claimed from the table, on PostgreSQL with
+  `FOR UPDATE SKIP LOCKED` so several gridgate instances share the work.
 
 Rows sharing an `ordering_key` (same channel, destination and conversation) are delivered
-one at a time in the order they were written. On PostgreSQL several gridgate instances claim
-with `FOR UPDATE SKIP LOCKED`; a claim is a lease, so a crashed relay's rows come back.
+one at a time in the order they were written. A temporary failure gives the row and every
+later row of its key back to the database path, which enforces that order across retries.
 """
 
 from __future__ import annotations
@@ -17,12 +26,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -51,6 +61,7 @@ class Claimed:
     payload: bytes
     message_id: str
     conversation_id: str
+    ordering_key: str
     attempts: int
     expires_at: datetime
 
@@ -65,6 +76,7 @@ def outbox_row(
     conversation_id: str,
     expires_at: datetime,
     now: datetime,
+    claimed_until: datetime | None = None,
 ) -> dict[str, Any]:
     """Return an outbox row ready for `Unit.outbox`."""
     return {
@@ -80,13 +92,13 @@ def outbox_row(
         "expires_at": expires_at,
         "attempts": 0,
         "status": "pending",
-        "claimed_until": None,
+        "claimed_until": claimed_until,
         "last_error": None,
     }
 
 
 class Outbox:
-    """The relay: claims due rows, delivers them, records each outcome."""
+    """The relay: delivers handed-over and due rows, records each outcome."""
 
     def __init__(
         self,
@@ -107,10 +119,39 @@ class Outbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._postgres = engine.dialect.name == "postgresql"
+        # rows this process owns, per ordering key, oldest first
+        self._ready: dict[str, deque[Claimed]] = {}
         self.delivered = 0
 
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self._settings.claim_lease_seconds)
+
+    @property
+    def backlog(self) -> int:
+        """Rows handed over and not yet attempted."""
+        return sum(len(q) for q in self._ready.values())
+
+    def hand_over(self, rows: Iterable[dict[str, Any]], ids: Iterable[int]) -> None:
+        """Take committed rows this process claimed at insert; deliver them next."""
+        for row, row_id in zip(rows, ids, strict=True):
+            claimed = Claimed(
+                id=row_id,
+                channel=row["channel"],
+                destination=row["destination"],
+                recipient=row["recipient"],
+                payload=row["payload"],
+                message_id=row["message_id"],
+                conversation_id=row["conversation_id"],
+                ordering_key=row["ordering_key"],
+                attempts=row["attempts"],
+                expires_at=row["expires_at"],
+            )
+            self._ready.setdefault(claimed.ordering_key, deque()).append(claimed)
+        self._wake.set()
+
     def wake(self) -> None:
-        """Tell the relay new rows were committed."""
+        """Tell the relay rows are due."""
         self._wake.set()
 
     def start(self) -> None:
@@ -123,33 +164,73 @@ class Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # give back what was handed over but not attempted, so a restart need not wait
+        # for the lease to run out
+        held = [c.id for queue in self._ready.values() for c in queue]
+        self._ready.clear()
+        if held:
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        update(OutboxEntry)
+                        .where(OutboxEntry.id.in_(held))
+                        .values(claimed_until=None)
+                    )
+            except Exception:  # the lease returns them anyway
+                log.exception("could not release %d outbox rows at stop", len(held))
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_poll = 0.0
         while True:
             self._wake.clear()
+            handled = 0
             try:
-                handled = await self.run_once()
+                handled = await self.run_ready()
+                if loop.time() >= next_poll:
+                    next_poll = loop.time() + self._poll
+                    handled += await self.run_once()
             except Exception:  # the database may be down: keep trying, never die
                 log.exception("outbox relay cycle failed")
-                handled = 0
-            if handled < self._settings.batch_size:
+            if not handled and not self._ready:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                    await asyncio.wait_for(self._wake.wait(), max(next_poll - loop.time(), 0))
+
+    def _take_ready(self, limit: int) -> list[Claimed]:
+        """One row per ordering key (the oldest), so a key's rows go out in order."""
+        batch: list[Claimed] = []
+        for key in list(self._ready):
+            if len(batch) >= limit:
+                break
+            queue = self._ready[key]
+            batch.append(queue.popleft())
+            if not queue:
+                del self._ready[key]
+        return batch
+
+    async def run_ready(self) -> int:
+        """Deliver one batch of handed-over rows."""
+        batch = self._take_ready(self._settings.batch_size)
+        if batch:
+            await self._deliver(batch)
+        return len(batch)
 
     async def run_once(self) -> int:
-        """Claim one batch of due rows, deliver them and record the outcomes."""
+        """Claim one batch of due rows from the database, deliver them, record outcomes."""
         claimed = await self.claim_due(self._settings.batch_size)
-        if not claimed:
-            return 0
+        if claimed:
+            await self._deliver(claimed)
+        return len(claimed)
+
+    async def _deliver(self, batch: list[Claimed]) -> None:
         semaphore = asyncio.Semaphore(self._settings.concurrency)
 
         async def attempt(entry: Claimed) -> tuple[Claimed, str, str | None]:
             async with semaphore:
                 return entry, *await self._attempt(entry)
 
-        outcomes = await asyncio.gather(*(attempt(e) for e in claimed))
+        outcomes = await asyncio.gather(*(attempt(e) for e in batch))
         await self._record(outcomes)
-        return len(claimed)
 
     async def claim_due(self, limit: int) -> list[Claimed]:
         now = self._clock()
@@ -182,7 +263,7 @@ class Outbox:
             await conn.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.id.in_(ids))
-                .values(claimed_until=now + timedelta(seconds=self._settings.claim_lease_seconds))
+                .values(claimed_until=now + self.lease)
             )
         return [
             Claimed(
@@ -193,8 +274,9 @@ class Outbox:
                 payload=row.payload,
                 message_id=row.message_id,
                 conversation_id=row.conversation_id,
+                ordering_key=row.ordering_key,
                 attempts=row.attempts,
-                expires_at=_aware(row.expires_at),
+                expires_at=row.expires_at,
             )
             for row in rows
         ]
@@ -223,53 +305,83 @@ class Outbox:
         return timedelta(seconds=seconds)
 
     async def _record(self, outcomes: list[tuple[Claimed, str, str | None]]) -> None:
+        """Write every outcome of a batch, with one audit entry that lists them all."""
         now = self._clock()
         unit = Unit()
+        delivered: list[int] = []
+        listed: dict[str, list[dict[str, Any]]] = {}
+        given_back: list[int] = []
         for entry, outcome, error in outcomes:
-            attempts = entry.attempts + (outcome != "expired")
-            values: dict[str, Any] = {"attempts": attempts, "claimed_until": None}
-            detail: dict[str, Any] = {
+            item: dict[str, Any] = {
                 "outbox_id": entry.id,
+                "message_id": entry.message_id,
+                "conversation_id": entry.conversation_id,
                 "channel": entry.channel,
                 "destination": entry.destination,
                 "recipient": entry.recipient,
-                "attempt": attempts,
+                "attempt": entry.attempts + (outcome != "expired"),
             }
-            if outcome == "retry":
-                when = now + self.backoff(entry.attempts)
-                if when >= entry.expires_at:
-                    when = entry.expires_at
-                values |= {"next_attempt_at": when, "last_error": error}
-                detail |= {"error": error, "next_attempt_at": when.isoformat()}
-                event = "delivery.retry"
+            if error:
+                item["error"] = error
+            if outcome == "delivered":
+                delivered.append(entry.id)
+                self.delivered += 1
+            elif outcome == "retry":
+                when = min(now + self.backoff(entry.attempts), entry.expires_at)
+                item["next_attempt_at"] = when.isoformat()
+                unit.outbox_updates.append(
+                    (
+                        entry.id,
+                        {
+                            "attempts": entry.attempts + 1,
+                            "claimed_until": None,
+                            "next_attempt_at": when,
+                            "last_error": error,
+                        },
+                    )
+                )
+                # the rows behind it in its key wait for it, through the database path
+                given_back += [c.id for c in self._ready.pop(entry.ordering_key, ())]
             else:
-                values |= {"status": outcome, "last_error": error}
-                if error:
-                    detail["error"] = error
-                event = f"delivery.{outcome}"
-                if outcome == "delivered":
-                    self.delivered += 1
-            unit.outbox_updates.append((entry.id, values))
-            unit.audit.append(
-                AuditDraft(
-                    event=event,
-                    actor="gridgate",
-                    detail=detail,
-                    message_id=entry.message_id,
-                    conversation_id=entry.conversation_id,
+                unit.outbox_updates.append(
+                    (
+                        entry.id,
+                        {
+                            "attempts": item["attempt"],
+                            "claimed_until": None,
+                            "status": outcome,
+                            "last_error": error,
+                        },
+                    )
+                )
+            listed.setdefault(outcome, []).append(item)
+        if delivered:
+            unit.outbox_bulk.append(
+                (
+                    delivered,
+                    {
+                        "status": "delivered",
+                        "claimed_until": None,
+                        "attempts": OutboxEntry.attempts + 1,
+                    },
                 )
             )
+        if given_back:
+            unit.outbox_bulk.append((given_back, {"claimed_until": None}))
+        unit.audit.append(
+            AuditDraft(
+                event="delivery.outcomes",
+                actor="gridgate",
+                detail={outcome: items for outcome, items in sorted(listed.items())},
+            )
+        )
         await self._writer.submit(unit)
+        if given_back:
+            self._wake.set()
 
     async def counts(self) -> dict[str, int]:
-        from sqlalchemy import func
-
         async with self._engine.connect() as conn:
             rows = await conn.execute(
                 select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)
             )
             return {str(status): int(n) for status, n in rows.all()}
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -141,6 +141,8 @@ class Inbound:
     decision: Decision | None = None
     resubmitted: bool = False
     unit: Unit = field(default_factory=Unit)
+    # what this message sends on, as its audit entry lists it (bodies are in the outbox)
+    out: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -240,10 +242,11 @@ class Pipeline:
         detail["decision"] = "accepted"
         if msg.decision is not None:
             detail["check"] = msg.decision.audit_detail()
+        detail["out"] = msg.out
         msg.unit.audit.insert(0, self._received(msg, "message.accepted", detail))
         msg.unit.messages.append(self._record(msg, "accepted"))
         try:
-            await self.writer.submit(msg.unit)
+            committed = await self.writer.submit(msg.unit)
         except DuplicateKey:
             self._undo(msg)
             return await self._stored_duplicate(msg)
@@ -252,7 +255,7 @@ class Pipeline:
             log.error("commit failed for message %s: %s", msg.key[0], e)
             return Receipt(503, "gridgate could not store the message; send it again later")
         self._count("accepted")
-        self.outbox.wake()
+        self.outbox.hand_over(msg.unit.outbox, committed.outbox_ids)
         return Receipt(200, event="message.accepted")
 
     def _undo(self, msg: Inbound) -> None:
@@ -379,17 +382,15 @@ class Pipeline:
         expires = self._expiry(message, now)
         if recipient.endpoint:
             # the original signed bytes travel on: the recipient checks the sender's signature
-            msg.unit.outbox.append(
-                outbox_row(
-                    channel="uftp",
-                    destination=recipient.endpoint,
-                    recipient=recipient.id,
-                    payload=msg.opened.raw,
-                    message_id=message.envelope.message_id,
-                    conversation_id=message.envelope.conversation_id,
-                    expires_at=expires,
-                    now=now,
-                )
+            self._send(
+                msg,
+                what=f"forward {message.kind}",
+                channel=self.codec.protocol,
+                destination=recipient.endpoint,
+                recipient=recipient.id,
+                payload=msg.opened.raw,
+                message_id=message.envelope.message_id,
+                expires_at=expires,
             )
         if isinstance(message, FlexOrder):
             self._queue_setpoints(msg, message, recipient, now)
@@ -433,33 +434,16 @@ class Pipeline:
                 issued=now,
                 expires=max(i.start + i.duration for i in intervals),
             )
-            payload = self.setpoints.encode(setpoint)
-            msg.unit.outbox.append(
-                outbox_row(
-                    channel=self.setpoints.channel,
-                    destination=self.setpoints.destination(agr.mqtt_prefix, resource.id),
-                    recipient=agr.id,
-                    payload=payload,
-                    message_id=setpoint.message_id,
-                    conversation_id=order.envelope.conversation_id,
-                    expires_at=setpoint.expires,
-                    now=now,
-                )
-            )
-            msg.unit.audit.append(
-                AuditDraft(
-                    event="setpoint.queued",
-                    actor="gridgate",
-                    detail={
-                        "to": agr.id,
-                        "resource": resource.id,
-                        "order": order.order_reference,
-                        "intervals": len(intervals),
-                    },
-                    message_id=setpoint.message_id,
-                    conversation_id=order.envelope.conversation_id,
-                    body=payload,
-                )
+            self._send(
+                msg,
+                what="setpoint",
+                channel=self.setpoints.channel,
+                destination=self.setpoints.destination(agr.mqtt_prefix, resource.id),
+                recipient=agr.id,
+                payload=self.setpoints.encode(setpoint),
+                message_id=setpoint.message_id,
+                expires_at=setpoint.expires,
+                resource=resource.id,
             )
 
     def _answer(self, msg: Inbound, result: Result, reason: str | None) -> bool:
@@ -485,37 +469,60 @@ class Pipeline:
             result=result,
             rejection_reason=reason,
         )
-        payload = self.codec.render(response, sender_role=response.envelope.sender_role)
-        now = msg.received_at
-        msg.unit.outbox.append(
-            outbox_row(
-                channel=self.codec.protocol,
-                destination=sender.endpoint,
-                recipient=sender.id,
-                payload=payload,
-                message_id=response.envelope.message_id,
-                conversation_id=e.conversation_id,
-                expires_at=now + self.validity,
-                now=now,
-            )
-        )
-        msg.unit.audit.append(
-            AuditDraft(
-                event="response.queued",
-                actor="gridgate",
-                detail={
-                    "to": sender.id,
-                    "kind": response.kind.value,
-                    "result": result.value,
-                    "reason": reason,
-                    "answers": e.message_id,
-                },
-                message_id=response.envelope.message_id,
-                conversation_id=e.conversation_id,
-                body=payload,
-            )
+        self._send(
+            msg,
+            what=response.kind.value,
+            channel=self.codec.protocol,
+            destination=sender.endpoint,
+            recipient=sender.id,
+            payload=self.codec.render(response, sender_role=response.envelope.sender_role),
+            message_id=response.envelope.message_id,
+            expires_at=msg.received_at + self.validity,
+            result=result.value,
         )
         return True
+
+    def _send(
+        self,
+        msg: Inbound,
+        *,
+        what: str,
+        channel: str,
+        destination: str,
+        recipient: str,
+        payload: bytes,
+        message_id: str,
+        expires_at: datetime,
+        **about: str,
+    ) -> None:
+        """Queue one outbound message, claimed by this process at insert (fast path)."""
+        assert msg.message is not None
+        now = msg.received_at
+        conversation = msg.message.envelope.conversation_id
+        msg.unit.outbox.append(
+            outbox_row(
+                channel=channel,
+                destination=destination,
+                recipient=recipient,
+                payload=payload,
+                message_id=message_id,
+                conversation_id=conversation,
+                expires_at=expires_at,
+                now=now,
+                claimed_until=now + self.outbox.lease,
+            )
+        )
+        msg.out.append(
+            {
+                "what": what,
+                "to": recipient,
+                "message_id": message_id,
+                "channel": channel,
+                "destination": destination,
+                "digest": hashlib.sha256(payload).hexdigest(),
+                **about,
+            }
+        )
 
     def _describe(self, msg: Inbound) -> dict[str, Any]:
         detail: dict[str, Any] = {"protocol": msg.protocol, "peer": msg.peer, "bytes": len(msg.raw)}
@@ -567,6 +574,7 @@ class Pipeline:
         """Audit the rejection; answer it with a signed response or a synchronous status."""
         self._count(f"rejected:{rejection.reason.value}")
         msg.unit = Unit()  # nothing the steps queued is forwarded
+        msg.out = []
         self._release(msg)
         detail = self._describe(msg)
         detail |= {
@@ -580,21 +588,23 @@ class Pipeline:
         if status is None and not self._answer(msg, Result.REJECTED, rejection.text):
             status = 400  # a response, or a sender we cannot answer: say it now
         detail["answered"] = "sync" if status else "response"
+        detail["out"] = msg.out
         msg.unit.audit.insert(0, self._received(msg, "message.rejected", detail))
         # a rejected message keeps its MessageID: it is stored so a reuse is caught too,
         # unless it was itself the reuse (the stored one stays the original)
         if msg.message is not None and rejection.reason != self.reasons.DUPLICATE_IDENTIFIER:
             msg.unit.messages.append(self._record(msg, "rejected"))
         try:
-            await self.writer.submit(msg.unit)
-        except DuplicateKey:
-            msg.unit.messages.clear()
-            await self.writer.submit(msg.unit)
+            try:
+                committed = await self.writer.submit(msg.unit)
+            except DuplicateKey:
+                msg.unit.messages.clear()
+                committed = await self.writer.submit(msg.unit)
         except Exception as e:
             self._undo(msg)
             log.error("could not audit a rejection: %s", e)
             return Receipt(503, "gridgate could not store the message; send it again later")
-        self.outbox.wake()
+        self.outbox.hand_over(msg.unit.outbox, committed.outbox_ids)
         if status:
             return Receipt(status, rejection.text, event="message.rejected")
         return Receipt(200, event="message.rejected")
@@ -654,6 +664,7 @@ class Pipeline:
         if digest == msg.digest:
             return await self._already_submitted(msg)
         msg.unit = Unit()
+        msg.out = []
         msg.decision = None
         return await self._reject(
             msg,

@@ -24,3 +24,12 @@ def _finished(task: asyncio.Task[Any]) -> None:
     _running.discard(task)
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("background task %s failed", task.get_name(), exc_info=exc)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run the gateway's main coroutine on uvloop where it is installed, else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.run(main)
+    return uvloop.run(main)

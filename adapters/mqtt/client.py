@@ -33,6 +33,7 @@ AckHandler = Callable[[SetpointAck], Awaitable[None]]
 BadAckHandler = Callable[[str, bytes, Rejection], Awaitable[None]]
 
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+PENDING_CALLS_WARNING = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,7 @@ class MqttLink:
             seen[prefix] = aggregator
 
     def _new_client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.address.host,
             self.address.port,
             username=self.address.username,
@@ -217,6 +218,10 @@ class MqttLink:
             timeout=self._connect_timeout,
             tls_context=self._ssl_context,
         )
+        # aiomqtt warns on every publish once more than 10 await their PUBACK; the outbox
+        # relay keeps up to a whole batch in flight on purpose
+        client.pending_calls_threshold = PENDING_CALLS_WARNING
+        return client
 
     async def _run(self) -> None:
         """Connect, subscribe, read acks; on any connection loss wait and do it again."""

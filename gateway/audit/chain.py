@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.store.models import AuditEntry, AuditHead
+from gateway.store.models import AuditEntry, AuditHead, OutboxEntry
 
 GENESIS = "0" * 64
 
@@ -122,15 +122,18 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return self.first_broken is None
+        return self.problem is None
 
 
-async def _rows(session: AsyncSession, batch: int = 5000) -> AsyncIterator[AuditEntry]:
+async def _rows(
+    session: AsyncSession, upto: int | None, batch: int = 5000
+) -> AsyncIterator[AuditEntry]:
     last = 0
     while True:
-        result = await session.scalars(
-            select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
-        )
+        query = select(AuditEntry).where(AuditEntry.seq > last)
+        if upto is not None:
+            query = query.where(AuditEntry.seq <= upto)
+        result = await session.scalars(query.order_by(AuditEntry.seq).limit(batch))
         rows = list(result)
         if not rows:
             return
@@ -144,7 +147,13 @@ async def verify_chain(session: AsyncSession) -> VerifyReport:
     expected_seq = 1
     prev = GENESIS
     count = 0
-    async for row in _rows(session):
+    # (message id, destination) -> (digest, seq) of every outbound message an entry lists
+    sent: dict[tuple[str, str], tuple[str, int]] = {}
+    # the outbox's last id, then the head: a live gateway appends while we read, and what
+    # it appends after this moment is the next verification's
+    last_outbox = await session.scalar(select(func.max(OutboxEntry.id))) or 0
+    head = await session.get(AuditHead, 1)
+    async for row in _rows(session, head.seq if head is not None else None):
         if row.seq != expected_seq:
             return VerifyReport(
                 count,
@@ -158,7 +167,9 @@ async def verify_chain(session: AsyncSession) -> VerifyReport:
         prev = row.hash
         expected_seq += 1
         count += 1
-    head = await session.get(AuditHead, 1)
+        if '"out":[{' in row.detail:
+            for item in json.loads(row.detail).get("out", []):
+                sent[(item["message_id"], item["destination"])] = (item["digest"], row.seq)
     if head is not None and (head.seq != count or head.hash != prev):
         return VerifyReport(
             count,
@@ -170,7 +181,64 @@ async def verify_chain(session: AsyncSession) -> VerifyReport:
                 "from the end, or the chain was rewritten)"
             ),
         )
+    outbox_problem = await _check_outbox(session, sent, last_outbox, head.seq if head else 0)
+    if outbox_problem is not None:
+        seq, text = outbox_problem
+        return VerifyReport(count, prev, first_broken=seq, problem=text)
     return VerifyReport(count, prev)
+
+
+async def _check_outbox(
+    session: AsyncSession,
+    sent: dict[tuple[str, str], tuple[str, int]],
+    last_outbox: int,
+    head_seq: int,
+) -> tuple[int | None, str] | None:
+    """Every outbox payload is the one its audit entry committed to, by digest."""
+    last = 0
+    while last < last_outbox:
+        rows = (
+            await session.execute(
+                select(
+                    OutboxEntry.id,
+                    OutboxEntry.message_id,
+                    OutboxEntry.destination,
+                    OutboxEntry.payload,
+                )
+                .where(OutboxEntry.id > last, OutboxEntry.id <= last_outbox)
+                .order_by(OutboxEntry.id)
+                .limit(2000)
+            )
+        ).all()
+        if not rows:
+            return None
+        for outbox_id, message_id, destination, payload in rows:
+            recorded = sent.get((message_id, destination))
+            if recorded is None and not await _recorded_later(session, message_id, head_seq):
+                return None, (
+                    f"outbox entry {outbox_id} ({message_id} to {destination}) is in no "
+                    "audit entry: it was added behind the log's back"
+                )
+            if recorded is None:
+                continue
+            digest, seq = recorded
+            if hashlib.sha256(payload).hexdigest() != digest:
+                return seq, (
+                    f"entry {seq}: outbox entry {outbox_id} ({message_id} to {destination}) "
+                    "does not hold the payload the entry recorded"
+                )
+        last = rows[-1][0]
+    return None
+
+
+async def _recorded_later(session: AsyncSession, message_id: str, head_seq: int) -> bool:
+    """Whether an entry appended after the verified head lists this message (a live race)."""
+    found = await session.scalar(
+        select(AuditEntry.seq)
+        .where(AuditEntry.seq > head_seq, AuditEntry.detail.contains(message_id))
+        .limit(1)
+    )
+    return found is not None
 
 
 def _problem(row: AuditEntry, prev: str) -> str | None:

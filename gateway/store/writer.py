@@ -46,12 +46,16 @@ class Unit:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     # (outbox id, new values) for delivery outcomes
     outbox_updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # (outbox ids, new values) set in one statement each (values may be SQL expressions)
+    outbox_bulk: list[tuple[list[int], dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class Committed:
     first_seq: int | None
     last_hash: str
+    # the ids the unit's outbox rows got, in the order of `Unit.outbox`
+    outbox_ids: tuple[int, ...] = ()
 
 
 class Writer:
@@ -134,7 +138,7 @@ class Writer:
             outbox_rows: list[dict[str, Any]] = []
             ledger_rows: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
-            results = []
+            heads: list[tuple[int | None, str]] = []
             for unit in units:
                 first = seq + 1 if unit.audit else None
                 for draft in unit.audit:
@@ -148,7 +152,7 @@ class Writer:
                 ledger_rows.extend(unit.ledger)
                 for outbox_id, values in unit.outbox_updates:
                     updates.append({"b_id": outbox_id, **values})
-                results.append(Committed(first, prev))
+                heads.append((first, prev))
             if message_rows:
                 await conn.execute(insert(MessageRecord), message_rows)
             if audit_rows:
@@ -156,8 +160,13 @@ class Writer:
                 await conn.execute(
                     update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev)
                 )
+            outbox_ids: list[int] = []
             if outbox_rows:
-                await conn.execute(insert(OutboxEntry), outbox_rows)
+                inserted = await conn.execute(
+                    insert(OutboxEntry).returning(OutboxEntry.id, sort_by_parameter_order=True),
+                    outbox_rows,
+                )
+                outbox_ids = [int(row.id) for row in inserted]
             if ledger_rows:
                 await conn.execute(insert(LedgerEntry), ledger_rows)
             for group in _group_updates(updates):
@@ -168,7 +177,18 @@ class Writer:
                     .values({k: bindparam(k) for k in keys})
                 )
                 await conn.execute(statement, group)
+            for unit in units:
+                for ids, values in unit.outbox_bulk:
+                    await conn.execute(
+                        update(OutboxEntry).where(OutboxEntry.id.in_(ids)).values(values)
+                    )
         self.head_seq, self.head_hash = seq, prev
+        results = []
+        taken = 0
+        for unit, (first, last) in zip(units, heads, strict=True):
+            unit_ids = tuple(outbox_ids[taken : taken + len(unit.outbox)])
+            taken += len(unit.outbox)
+            results.append(Committed(first, last, unit_ids))
         return results
 
     async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:

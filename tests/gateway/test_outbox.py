@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -63,8 +64,21 @@ async def setup(engine: AsyncEngine, peer: Peer, rows: list[dict]) -> tuple[Writ
 
 
 async def events(engine: AsyncEngine) -> list[str]:
+    """Every delivery outcome the audit log lists, in order, as `delivery.<outcome>`."""
     async with engine.connect() as conn:
-        return list((await conn.scalars(select(AuditEntry.event).order_by(AuditEntry.seq))).all())
+        details = (
+            await conn.scalars(
+                select(AuditEntry.detail)
+                .where(AuditEntry.event == "delivery.outcomes")
+                .order_by(AuditEntry.seq)
+            )
+        ).all()
+    return [
+        f"delivery.{outcome}"
+        for detail in details
+        for outcome, items in json.loads(detail).items()
+        for _ in items
+    ]
 
 
 async def test_delivered_rows_are_marked_and_audited(engine: AsyncEngine) -> None:
@@ -142,4 +156,66 @@ async def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(engine: A
     first = await outbox.claim_due(10)
     second = await outbox.claim_due(10)
     assert [c.payload for c in first] == [b"m1"] and second == []
+    await writer.stop()
+
+
+async def test_handed_over_rows_are_delivered_without_reading_them_back(
+    engine: AsyncEngine,
+) -> None:
+    peer = Peer()
+    writer = Writer(engine)
+    writer.start()
+    outbox = Outbox(engine, writer, {"uftp": peer}, OutboxSettings())
+    rows = [row(b"m1", conversation="a"), row(b"m2", conversation="a"), row(b"m3")]
+    for r in rows:
+        r["claimed_until"] = datetime.now(UTC) + outbox.lease
+    committed = await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
+    outbox.hand_over(rows, committed.outbox_ids)
+    assert await outbox.claim_due(10) == []  # claimed at insert: not the database path's
+    assert await outbox.run_ready() == 2  # one per ordering key: m1 and m3
+    assert await outbox.run_ready() == 1  # then m2, after m1
+    assert [p for _, p in peer.got] == [b"m1", b"m3", b"m2"]
+    assert await outbox.counts() == {"delivered": 3}
+    await writer.stop()
+
+
+async def test_a_failed_handed_over_row_gives_its_key_back_to_the_database_in_order(
+    engine: AsyncEngine,
+) -> None:
+    peer = Peer([TemporaryDeliveryError("down")])
+    writer = Writer(engine)
+    writer.start()
+    outbox = Outbox(
+        engine,
+        writer,
+        {"uftp": peer},
+        OutboxSettings(retry_base_seconds=0.05, retry_max_seconds=0.1),
+    )
+    rows = [row(b"first"), row(b"second")]
+    for r in rows:
+        r["claimed_until"] = datetime.now(UTC) + outbox.lease
+    committed = await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
+    outbox.hand_over(rows, committed.outbox_ids)
+    await outbox.run_ready()  # "first" fails; "second" goes back to the database path
+    assert outbox.backlog == 0
+    for _ in range(60):
+        await asyncio.sleep(0.05)
+        await outbox.run_once()
+        if len(peer.got) == 2:
+            break
+    assert [p for _, p in peer.got] == [b"first", b"second"]
+    await writer.stop()
+
+
+async def test_stopping_releases_rows_handed_over_but_not_attempted(engine: AsyncEngine) -> None:
+    writer = Writer(engine)
+    writer.start()
+    outbox = Outbox(engine, writer, {"uftp": Peer()}, OutboxSettings())
+    rows = [row(b"m1")]
+    rows[0]["claimed_until"] = datetime.now(UTC) + outbox.lease
+    committed = await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
+    outbox.hand_over(rows, committed.outbox_ids)
+    await outbox.stop()
+    restarted = Outbox(engine, writer, {"uftp": Peer()}, OutboxSettings())
+    assert [c.payload for c in await restarted.claim_due(10)] == [b"m1"]
     await writer.stop()

@@ -21,7 +21,7 @@ import aiohttp
 import aiomqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adapters.mqtt.control_centre import ControlCentre
 from adapters.uftp import codec, signing
@@ -44,7 +44,7 @@ from gateway.model import (
     Role,
 )
 from gateway.store.db import sessionmaker
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, OutboxEntry
 from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
 from tests.conftest import require
 from tests.gateway.conftest import public_b64, secret_b64
@@ -528,3 +528,21 @@ async def test_a_duplicate_older_than_the_index_is_still_caught_by_the_database(
     assert len(world.agr.received) == 2
     assert len(await world.audit("message.resubmitted")) == 1
     assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 1) == 1000
+
+
+async def test_a_forged_outbound_payload_is_found_by_the_verifier(world: World) -> None:
+    assert (await world.dso.send(world.order({3: 1000})))[0] == 200
+    await world.agr.wait_for(is_kind(FlexOrder))
+    await world.settle()
+    async with sessionmaker(world.gateway.engine)() as session:
+        assert (await verify_chain(session)).ok
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.channel == "mqtt")
+            .values(payload=b'{"forged": true}')
+        )
+        await session.commit()
+        report = await verify_chain(session)
+    accepted = await world.audit("message.accepted")
+    assert not report.ok and report.first_broken == accepted[0].seq
+    assert "does not hold the payload the entry recorded" in (report.problem or "")

@@ -272,11 +272,11 @@ async def test_an_order_over_the_limit_gets_gridgates_signed_rejection(
     assert (DSO, GRIDGATE, "AGR") in world.net.lookups
     await world.settle()
     assert world.agr.inbox.of(su.FlexOrder) == []  # nothing was relayed
-    (rejected,) = (await audited(world, "message.rejected")).values()
+    ((answered, rejected),) = (await audited(world, "message.rejected")).items()
     assert rejected["rule"] == "Grid limit exceeded" and rejected["kind"] == "FlexOrder"
-    (queued,) = (await audited(world, "response.queued")).values()
-    assert queued["kind"] == "FlexOrderResponse" and queued["result"] == "Rejected"
-    assert queued["answers"] == order.message_id
+    (queued,) = rejected["out"]  # the one message it sent on: gridgate's signed answer
+    assert queued["what"] == "FlexOrderResponse" and queued["result"] == "Rejected"
+    assert answered == order.message_id and queued["to"] == "dso"
     assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 42) == 0
 
 
@@ -327,8 +327,9 @@ async def test_an_order_for_an_mqtt_only_aggregator_gets_gridgates_signed_accept
     assert answer.flex_order_message_id == order.message_id
     assert answer.result == ACCEPTED and answer.rejection_reason is None
     await world.settle()
+    (accepted,) = (await audited(world, "message.accepted")).values()
     assert set((await audited(world, "message.accepted")).keys()) == {order.message_id}
-    (queued,) = (await audited(world, "response.queued")).values()
+    (queued,) = [o for o in accepted["out"] if o["what"] == "FlexOrderResponse"]
     assert queued["result"] == "Accepted" and queued["to"] == "dso"
 
 
