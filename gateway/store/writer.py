@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -160,13 +160,7 @@ class Writer:
                 await conn.execute(
                     update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev)
                 )
-            outbox_ids: list[int] = []
-            if outbox_rows:
-                inserted = await conn.execute(
-                    insert(OutboxEntry).returning(OutboxEntry.id, sort_by_parameter_order=True),
-                    outbox_rows,
-                )
-                outbox_ids = [int(row.id) for row in inserted]
+            outbox_ids = await self._insert_outbox(conn, outbox_rows) if outbox_rows else []
             if ledger_rows:
                 await conn.execute(insert(LedgerEntry), ledger_rows)
             for group in _group_updates(updates):
@@ -190,6 +184,19 @@ class Writer:
             taken += len(unit.outbox)
             results.append(Committed(first, last, unit_ids))
         return results
+
+    async def _insert_outbox(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert outbox rows and return their ids, in order."""
+        if conn.dialect.name != "sqlite":
+            inserted = await conn.execute(
+                insert(OutboxEntry).returning(OutboxEntry.id, sort_by_parameter_order=True), rows
+            )
+            return [int(row.id) for row in inserted]
+        # SQLite runs INSERT ... RETURNING one row at a time; this transaction holds the
+        # database's write lock, so the rows get the next consecutive rowids
+        await conn.execute(insert(OutboxEntry), rows)
+        last = int(await conn.scalar(select(func.max(OutboxEntry.id))) or 0)
+        return list(range(last - len(rows) + 1, last + 1))
 
     async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:
         row = (
