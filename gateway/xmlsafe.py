@@ -8,7 +8,6 @@ DTD loading, no entity resolution, no XInclude, processing instructions dropped.
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Literal
 
@@ -84,46 +83,8 @@ def parse(data: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise XmlError("dtd_forbidden", "a DOCTYPE (DTD or entity declaration) is not allowed")
-    if not _shallow_by_bytes(data, max_depth):
-        _check_depth(root, max_depth)
+    _check_depth(root, max_depth)
     return root
-
-
-# An XML declaration naming an encoding in which every ASCII character is its own single
-# byte, as in UTF-8; anything else (UTF-16 and -32, EBCDIC, UTF-7, ...) takes the tree check.
-_DECLARED_ENCODING = re.compile(rb"<\?xml[^>]*?\sencoding\s*=\s*[\"']([A-Za-z0-9._-]*)[\"']")
-_ASCII_ENCODINGS = frozenset({b"UTF-8", b"UTF8", b"US-ASCII", b"ASCII"})
-
-
-def _shallow_by_bytes(data: bytes, max_depth: int) -> bool:
-    """True when the bytes alone prove the (parsed, DOCTYPE-free) tree is within max_depth.
-
-    An element nested at depth d has d - 1 ancestors, each of which holds a child and so
-    ends with an end tag `</name>` (only childless elements self-close). Without a DOCTYPE
-    no entity can produce markup, so depth <= 1 + the number of `</` byte pairs; text,
-    comments and CDATA that contain `</` only raise the count, which errs on the safe side.
-    That reasoning needs `<` and `/` to be the bytes 0x3C 0x2F, so it applies only to
-    documents libxml2 reads as UTF-8 or ASCII: no NUL byte (UTF-16/32 have them), and either
-    no XML declaration or one naming UTF-8 or ASCII. Anything else gets the full check.
-
-    A typical UFTP message (a root with self-closing ISPs) has one `</` or none, so the
-    tree walk is skipped; libxml2's own limit (256 levels, huge_tree=False) still applies to
-    everything, while `max_depth` (64) is gridgate's policy on top of it.
-    """
-    if data.count(b"</") + 1 > max_depth:
-        return False
-    if b"\x00" in data:
-        return False
-    start = data[3:] if data.startswith(b"\xef\xbb\xbf") else data  # a UTF-8 BOM
-    if not start.startswith(b"<"):
-        return False
-    if start.startswith(b"<?xml"):
-        declaration = start[: start.find(b"?>") + 2]
-        if b"encoding" in declaration:
-            match = _DECLARED_ENCODING.match(declaration)
-            if match is None or match[1].upper() not in _ASCII_ENCODINGS:
-                return False
-    return True
 
 
 def _too_deep(max_depth: int) -> etree.XPath:
