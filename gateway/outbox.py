@@ -308,9 +308,8 @@ class Outbox:
         """Write every outcome of a batch, with one audit entry that lists them all."""
         now = self._clock()
         unit = Unit()
-        delivered: list[int] = []
         listed: dict[str, list[dict[str, Any]]] = {}
-        given_back: list[int] = []
+        given_back = False
         for entry, outcome, error in outcomes:
             item: dict[str, Any] = {
                 "outbox_id": entry.id,
@@ -323,51 +322,24 @@ class Outbox:
             }
             if error:
                 item["error"] = error
-            if outcome == "delivered":
-                delivered.append(entry.id)
-                self.delivered += 1
-            elif outcome == "retry":
+            values: dict[str, Any] = {
+                "attempts": item["attempt"],
+                "claimed_until": None,
+                "last_error": error,
+            }
+            if outcome == "retry":
                 when = min(now + self.backoff(entry.attempts), entry.expires_at)
                 item["next_attempt_at"] = when.isoformat()
-                unit.outbox_updates.append(
-                    (
-                        entry.id,
-                        {
-                            "attempts": entry.attempts + 1,
-                            "claimed_until": None,
-                            "next_attempt_at": when,
-                            "last_error": error,
-                        },
-                    )
-                )
+                values["next_attempt_at"] = when
                 # the rows behind it in its key wait for it, through the database path
-                given_back += [c.id for c in self._ready.pop(entry.ordering_key, ())]
+                for later in self._ready.pop(entry.ordering_key, ()):
+                    unit.outbox_updates.append((later.id, {"claimed_until": None}))
+                    given_back = True
             else:
-                unit.outbox_updates.append(
-                    (
-                        entry.id,
-                        {
-                            "attempts": item["attempt"],
-                            "claimed_until": None,
-                            "status": outcome,
-                            "last_error": error,
-                        },
-                    )
-                )
+                values["status"] = outcome
+                self.delivered += outcome == "delivered"
+            unit.outbox_updates.append((entry.id, values))
             listed.setdefault(outcome, []).append(item)
-        if delivered:
-            unit.outbox_bulk.append(
-                (
-                    delivered,
-                    {
-                        "status": "delivered",
-                        "claimed_until": None,
-                        "attempts": OutboxEntry.attempts + 1,
-                    },
-                )
-            )
-        if given_back:
-            unit.outbox_bulk.append((given_back, {"claimed_until": None}))
         unit.audit.append(
             AuditDraft(
                 event="delivery.outcomes",

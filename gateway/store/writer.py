@@ -14,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.chain import GENESIS, AuditDraft, seal
 from gateway.errors import GridgateError
-from gateway.store.models import AuditEntry, AuditHead, LedgerEntry, MessageRecord, OutboxEntry
+from gateway.store.hot import HotStatements
+from gateway.store.models import Base
 from gateway.tasks import spawn
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,24 @@ class Unit:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     # (outbox id, new values) for delivery outcomes
     outbox_updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    # (outbox ids, new values) set in one statement each (values may be SQL expressions)
-    outbox_bulk: list[tuple[list[int], dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One transaction's rows, as driver parameters."""
+
+    audit: list[tuple[Any, ...]] = field(default_factory=list)
+    messages: list[tuple[Any, ...]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    ledger: list[tuple[Any, ...]] = field(default_factory=list)
+    updates: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    heads: list[tuple[int | None, str]] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
+    seq: int = 0
+    prev: str = GENESIS
+
+
+MISSING_HEAD = "the audit chain head is missing: run `gridgate db upgrade`"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +91,19 @@ class Writer:
         self._clock = clock
         self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Committed]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._sql = sql = HotStatements(engine.dialect.name)
+        # SQLite: the writer keeps its own connection on its own thread (one hop a batch)
+        self._sqlite_path: str | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        if engine.dialect.name == "sqlite":
+            self._sqlite_path = engine.url.database or ":memory:"
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="gridgate-writer")
+        tables = Base.metadata.tables
+        self._message_sql, self._message_params = sql.insert(tables["messages"], skip=["id"])
+        self._audit_sql, self._audit_params = sql.insert(tables["audit_log"])
+        self._ledger_sql, self._ledger_params = sql.insert(tables["ledger"], skip=["id"])
+        self._outbox_sql, self._outbox_params = sql.insert(tables["outbox"], skip=["id"])
+        self._outbox_sql_with_id, self._outbox_params_with_id = sql.insert(tables["outbox"])
         self.head_seq = 0
         self.head_hash = GENESIS
 
@@ -93,6 +124,13 @@ class Writer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._sqlite_path is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sqlite)
+
+    def _close_sqlite(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
     async def submit(self, unit: Unit) -> Committed:
         future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
@@ -113,7 +151,7 @@ class Writer:
     async def _commit_batch(self, batch: list[tuple[Unit, asyncio.Future[Committed]]]) -> None:
         try:
             results = await self._commit([unit for unit, _ in batch])
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             if len(batch) == 1:
                 _settle(batch[0][1], exc=DuplicateKey("message already stored"))
                 return
@@ -131,90 +169,121 @@ class Writer:
 
     async def _commit(self, units: list[Unit]) -> list[Committed]:
         now = self._clock()
-        async with self._engine.begin() as conn:
-            seq, prev = await self._lock_head(conn)
-            audit_rows: list[dict[str, Any]] = []
-            message_rows: list[dict[str, Any]] = []
-            outbox_rows: list[dict[str, Any]] = []
-            ledger_rows: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
-            heads: list[tuple[int | None, str]] = []
-            for unit in units:
-                first = seq + 1 if unit.audit else None
-                for draft in unit.audit:
-                    seq += 1
-                    row = seal(draft, seq=seq, prev_hash=prev, now=now)
-                    prev = row["hash"]
-                    audit_rows.append(row)
-                for message in unit.messages:
-                    message_rows.append({**message, "audit_seq": first or 0})
-                outbox_rows.extend(unit.outbox)
-                ledger_rows.extend(unit.ledger)
-                for outbox_id, values in unit.outbox_updates:
-                    updates.append({"b_id": outbox_id, **values})
-                heads.append((first, prev))
-            if message_rows:
-                await conn.execute(insert(MessageRecord), message_rows)
-            if audit_rows:
-                await conn.execute(insert(AuditEntry), audit_rows)
-                await conn.execute(
-                    update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev)
-                )
-            outbox_ids = await self._insert_outbox(conn, outbox_rows) if outbox_rows else []
-            if ledger_rows:
-                await conn.execute(insert(LedgerEntry), ledger_rows)
-            for group in _group_updates(updates):
-                keys = [k for k in group[0] if k != "b_id"]
-                statement = (
-                    update(OutboxEntry)
-                    .where(OutboxEntry.id == bindparam("b_id"))
-                    .values({k: bindparam(k) for k in keys})
-                )
-                await conn.execute(statement, group)
-            for unit in units:
-                for ids, values in unit.outbox_bulk:
-                    await conn.execute(
-                        update(OutboxEntry).where(OutboxEntry.id.in_(ids)).values(values)
-                    )
-        self.head_seq, self.head_hash = seq, prev
+        if self._sqlite_path is not None:
+            loop = asyncio.get_running_loop()
+            batch = await loop.run_in_executor(self._thread, self._write_sqlite, units, now)
+        else:
+            batch = await self._write_async(units, now)
+        self.head_seq, self.head_hash = batch.seq, batch.prev
         results = []
         taken = 0
-        for unit, (first, last) in zip(units, heads, strict=True):
-            unit_ids = tuple(outbox_ids[taken : taken + len(unit.outbox)])
+        for unit, (first, last) in zip(units, batch.heads, strict=True):
+            unit_ids = tuple(batch.outbox_ids[taken : taken + len(unit.outbox)])
             taken += len(unit.outbox)
             results.append(Committed(first, last, unit_ids))
         return results
 
-    async def _insert_outbox(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert outbox rows and return their ids, in order."""
-        if conn.dialect.name != "sqlite":
-            inserted = await conn.execute(
-                insert(OutboxEntry).returning(OutboxEntry.id, sort_by_parameter_order=True), rows
+    def _prepare(self, units: list[Unit], seq: int, prev: str, now: datetime) -> _Batch:
+        """Seal the audit entries after the head and turn every row into driver parameters."""
+        batch = _Batch()
+        for unit in units:
+            first = seq + 1 if unit.audit else None
+            for draft in unit.audit:
+                seq += 1
+                row = seal(draft, seq=seq, prev_hash=prev, now=now)
+                prev = row["hash"]
+                batch.audit.append(self._audit_params(row))
+            for message in unit.messages:
+                batch.messages.append(self._message_params({**message, "audit_seq": first or 0}))
+            batch.outbox.extend(unit.outbox)
+            batch.ledger.extend(self._ledger_params(r) for r in unit.ledger)
+            for outbox_id, values in unit.outbox_updates:
+                batch.updates.setdefault(tuple(sorted(values)), []).append((outbox_id, values))
+            batch.heads.append((first, prev))
+        batch.seq, batch.prev = seq, prev
+        return batch
+
+    def _statements(self, batch: _Batch) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """What to execute besides the outbox insert, in order."""
+        out: list[tuple[str, list[tuple[Any, ...]]]] = []
+        if batch.messages:
+            out.append((self._message_sql, batch.messages))
+        if batch.audit:
+            out.append((self._audit_sql, batch.audit))
+            out.append((sql_head_update(self._sql), [(batch.seq, batch.prev)]))
+        if batch.ledger:
+            out.append((self._ledger_sql, batch.ledger))
+        for names, group in batch.updates.items():
+            statement, params = self._sql.update_by_id(Base.metadata.tables["outbox"], names)
+            out.append((statement, [params(i, v) for i, v in group]))
+        return out
+
+    async def _write_async(self, units: list[Unit], now: datetime) -> _Batch:
+        """PostgreSQL: one transaction, the head row locked until commit."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.exec_driver_sql(
+                    "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+                )
+            ).first()
+            if row is None:
+                raise GridgateError(MISSING_HEAD)
+            head: tuple[Any, ...] = tuple(row)
+            batch = self._prepare(units, int(head[0]), str(head[1]), now)
+            if batch.outbox:
+                # the ids come from the sequence first: then their order is ours
+                result = await conn.exec_driver_sql(
+                    "SELECT nextval(pg_get_serial_sequence('outbox', 'id')) "
+                    "FROM generate_series(1, $1)",
+                    (len(batch.outbox),),
+                )
+                batch.outbox_ids = [int(r[0]) for r in result]
+                await conn.exec_driver_sql(
+                    self._outbox_sql_with_id,
+                    [
+                        self._outbox_params_with_id({**r, "id": i})
+                        for r, i in zip(batch.outbox, batch.outbox_ids, strict=True)
+                    ],
+                )
+            for statement, params in self._statements(batch):
+                await conn.exec_driver_sql(statement, params)
+        return batch
+
+    def _write_sqlite(self, units: list[Unit], now: datetime) -> _Batch:
+        """SQLite, on the writer's own thread: the whole transaction in one hop."""
+        if self._sqlite is None:
+            assert self._sqlite_path is not None
+            self._sqlite = sqlite3.connect(
+                self._sqlite_path, isolation_level=None, timeout=10, check_same_thread=True
             )
-            return [int(row.id) for row in inserted]
-        # SQLite runs INSERT ... RETURNING one row at a time; this transaction holds the
-        # database's write lock, so the rows get the next consecutive rowids
-        await conn.execute(insert(OutboxEntry), rows)
-        last = int(await conn.scalar(select(func.max(OutboxEntry.id))) or 0)
-        return list(range(last - len(rows) + 1, last + 1))
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")
+        db = self._sqlite
+        # IMMEDIATE takes the write lock now: the head cannot move under us, and the new
+        # outbox rows take the next consecutive rowids
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            if head is None:
+                raise GridgateError(MISSING_HEAD)
+            batch = self._prepare(units, int(head[0]), str(head[1]), now)
+            if batch.outbox:
+                db.executemany(self._outbox_sql, [self._outbox_params(r) for r in batch.outbox])
+                last = int(db.execute("SELECT max(id) FROM outbox").fetchone()[0])
+                batch.outbox_ids = list(range(last - len(batch.outbox) + 1, last + 1))
+            for statement, params in self._statements(batch):
+                db.executemany(statement, params)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return batch
 
-    async def _lock_head(self, conn: AsyncConnection) -> tuple[int, str]:
-        row = (
-            await conn.execute(
-                select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-            )
-        ).first()
-        if row is None:
-            raise GridgateError("the audit chain head is missing: run `gridgate db upgrade`")
-        return int(row.seq), str(row.hash)
 
-
-def _group_updates(updates: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Group update parameter sets by the columns they set (executemany needs one shape)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for values in updates:
-        groups.setdefault(tuple(sorted(values)), []).append(values)
-    return list(groups.values())
+def sql_head_update(sql: HotStatements) -> str:
+    if sql.postgres:
+        return "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"
+    return "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
 
 
 def _settle(
