@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from adapters.uftp.signing import public_key_b64
 from gateway.app import Gateway
 from gateway.config import Settings, read_toml, settings_from_dict
 from gateway.model import (
@@ -61,23 +62,11 @@ class Timeline:
         print(f"\n== {title}", file=self.out, flush=True)
 
 
-def _b64(raw: bytes) -> str:
-    import base64
-
-    return base64.b64encode(raw).decode()
-
-
-def _raw_public(key: Ed25519PrivateKey) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 def prepare(
     workdir: Path, topology: Path
 ) -> tuple[Settings, dict[str, Ed25519PrivateKey], dict[str, Any]]:
     """Generate every participant's key pair, fill in the public keys, validate the config."""
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+    from adapters.uftp.signing import private_key_b64
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = read_toml(topology)
@@ -87,13 +76,12 @@ def prepare(
     for name in ["gridgate"] + [p["id"] for p in data.get("participants", [])]:
         key = Ed25519PrivateKey.generate()
         keys[name] = key
-        seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         path = keys_dir / f"{name}.key"
-        path.write_text(_b64(seed + _raw_public(key)) + "\n")  # libsodium secret key form
+        path.write_text(private_key_b64(key) + "\n")  # the libsodium secret key form
         path.chmod(0o600)
     for p in data.get("participants", []):
         if p.get("uftp_domain"):
-            p["public_keys"] = [_b64(_raw_public(keys[p["id"]]))]
+            p["public_keys"] = [public_key_b64(keys[p["id"]].public_key())]
     settings = settings_from_dict(copy.deepcopy(data), path=topology, base=workdir)
     return settings, keys, data
 
@@ -141,7 +129,7 @@ async def run_demo(
         data["gateway"]["database_url"] = database_url
     for p in data.get("participants", []):
         if p.get("uftp_domain"):
-            p["public_keys"] = [_b64(_raw_public(keys[p["id"]]))]
+            p["public_keys"] = [public_key_b64(keys[p["id"]].public_key())]
     settings = settings_from_dict(data, path=topology, base=workdir)
 
     gateway = Gateway(settings)

@@ -17,6 +17,7 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -72,6 +73,22 @@ def parse_broker_url(url: str, *, key: str = "mqtt.url") -> BrokerAddress:
         tls=parts.scheme == "mqtts",
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def new_client(
+    address: BrokerAddress, client_id: str, *, clean_session: bool, **options: Any
+) -> aiomqtt.Client:
+    """An MQTT 3.1.1 client for `address` (the embedded broker has no MQTT 5)."""
+    return aiomqtt.Client(
+        address.host,
+        address.port,
+        username=address.username,
+        password=address.password,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V311,
+        clean_session=clean_session,
+        **options,
     )
 
 
@@ -206,13 +223,9 @@ class MqttLink:
             seen[prefix] = aggregator
 
     def _new_client(self) -> aiomqtt.Client:
-        client = aiomqtt.Client(
-            self.address.host,
-            self.address.port,
-            username=self.address.username,
-            password=self.address.password,
-            identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V311,
+        client = new_client(
+            self.address,
+            self.client_id,
             clean_session=False,
             keepalive=self._keepalive,
             timeout=self._connect_timeout,

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiomqtt
 
-from adapters.mqtt.client import parse_broker_url
+from adapters.mqtt.client import new_client, parse_broker_url
 from adapters.mqtt.payloads import encode_ack
 from adapters.mqtt.topics import TopicError, ack_topic, parse_setpoint_topic, setpoint_filter
 from gateway.model import AckStatus
@@ -101,15 +101,7 @@ class ControlCentre:
             raise
 
     async def _serve(self, ready: asyncio.Future[None]) -> None:
-        client = aiomqtt.Client(
-            self.address.host,
-            self.address.port,
-            username=self.address.username,
-            password=self.address.password,
-            identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=True,
-        )
+        client = new_client(self.address, self.client_id, clean_session=True)
         async with client:
             await client.subscribe(self.filter, qos=1)
             ready.set_result(None)

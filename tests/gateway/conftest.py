@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import socket
 import uuid
@@ -12,14 +11,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.uftp.signing import private_key_b64, public_key_b64
 from gateway.store.db import create_engine, migrate
 from tests.conftest import require
 
@@ -36,13 +30,11 @@ def port_open(host: str, port: int) -> bool:
 
 
 def secret_b64(key: Ed25519PrivateKey) -> str:
-    seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(seed + public).decode()
+    return private_key_b64(key)
 
 
 def public_b64(key: Ed25519PrivateKey) -> str:
-    return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    return public_key_b64(key.public_key())
 
 
 async def fresh_postgres_url() -> str:
