@@ -82,8 +82,8 @@ class GatewaySettings(Strict):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     # requests per second per client address before HTTP 429
     rate_limit_per_second: float = Field(default=5000.0, gt=0)
-    # inbound messages waiting for their commit before HTTP 429 (back-pressure)
-    max_pending: int = Field(default=5000, gt=0)
+    # messages waiting for their commit or their delivery before HTTP 429 (back-pressure)
+    max_pending: int = Field(default=2000, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -49,7 +49,9 @@ def make_app(gateway: Gateway, routes: list[web.RouteDef]) -> web.Application:
                     text="rate limit: too many requests from this client",
                     headers={"Retry-After": "1"},
                 )
-            if gateway.writer.pending > settings.max_pending:
+            # waiting to be committed or to be delivered: past the limit, senders slow down
+            # rather than the relay falling ever further behind
+            if gateway.writer.pending + gateway.outbox.backlog > settings.max_pending:
                 return web.Response(
                     status=429,
                     text="gridgate is busy: retry shortly",

@@ -148,6 +148,7 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
             "uftp_domain": domains["gridgate"],
             "signing_key_file": "gw.key",
             "rate_limit_per_second": 200.0,
+            "max_pending": 20,
         },
         "mqtt": {
             "url": f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}",
@@ -546,3 +547,14 @@ async def test_a_forged_outbound_payload_is_found_by_the_verifier(world: World) 
     accepted = await world.audit("message.accepted")
     assert not report.ok and report.first_broken == accepted[0].seq
     assert "does not hold the payload the entry recorded" in (report.problem or "")
+
+
+async def test_a_relay_that_falls_behind_slows_senders_down_with_429(world: World) -> None:
+    await world.gateway.outbox.stop()  # nothing is delivered: the backlog only grows
+    statuses = [(await world.dso.send(world.order({i: 10}, ref=f"o{i}")))[0] for i in range(1, 26)]
+    # each order leaves three rows behind (the forward and two setpoints): 20 is 7 orders
+    assert statuses[:6] == [200] * 6
+    assert 429 in statuses
+    world.gateway.outbox.start()
+    await world.settle()  # and once it delivers again, the backlog drains
+    assert world.gateway.outbox.backlog == 0
