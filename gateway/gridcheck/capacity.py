@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -65,7 +66,9 @@ class CapacityLimitCheck:
             if abs(total) > limit and (worst is None or abs(total) > abs(worst.predicted)):
                 worst = Binding(cp, "congestion_point", "flex_power_w", isp, total, limit)
         if worst is not None:
-            start = order.isp_start(worst.isp).isoformat()
+            # the market's local time is what the DSO's operators read
+            local = order.isp_start(worst.isp).astimezone(ZoneInfo(order.time_zone))
+            start = local.isoformat(timespec="minutes")
             already = ledger.get(worst.isp, 0)
             return Decision(
                 Outcome.REJECTED,

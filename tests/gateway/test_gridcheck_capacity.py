@@ -113,3 +113,9 @@ async def test_the_ledger_is_rebuilt_from_the_database(engine: AsyncEngine) -> N
     await check.load(engine)
     assert check.accepted_power(CP, PERIOD, 7) == 900
     assert not check.check(order({7: 200}, message_id="new"), origin="dso").accepted
+
+
+def test_the_reason_gives_the_isp_in_the_markets_local_time() -> None:
+    check = CapacityLimitCheck({CP: 1000})
+    decision = check.check(order({69: 2000}), origin="dso")
+    assert "ISP 69 (2026-11-27T17:00+01:00)" in decision.reason
