@@ -15,10 +15,11 @@ server error; it never stops the gateway.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -39,6 +40,8 @@ from gateway.model import (
     FlexRequest,
     FlexResponse,
     Message,
+    PowerIsp,
+    RequestIsp,
     Result,
     Role,
     Setpoint,
@@ -53,6 +56,7 @@ from gateway.store.writer import DuplicateKey, Unit, Writer
 log = logging.getLogger(__name__)
 
 SEEN_LIMIT = 200_000  # about 60 MB of recent message keys
+HEAD_BYTES = 256  # what the audit keeps of a message no known participant signed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +110,13 @@ class Catalogue:
     DUPLICATE_IDENTIFIER: Reason
     GRID_LIMIT_EXCEEDED: Reason
     NO_ROUTE: Reason
+    ISP_DURATION_REJECTED: Reason
+    TIMEZONE_REJECTED: Reason
+    ISP_OUT_OF_BOUNDS: Reason
+    ISP_CONFLICT: Reason
+    PERIOD_OUT_OF_BOUNDS: Reason
+    EXPIRATION_OUT_OF_BOUNDS: Reason
+    UNKNOWN_REFERENCE: Reason
 
     @classmethod
     def from_enum(cls, reasons: type[Reason]) -> Catalogue:
@@ -143,6 +154,10 @@ class Inbound:
     unit: Unit = field(default_factory=Unit)
     # what this message sends on, as its audit entry lists it (bodies are in the outbox)
     out: list[dict[str, Any]] = field(default_factory=list)
+    # this message registered its key as in flight (it settles it when stored or failed)
+    owns_key: bool = False
+    # for a copy of a message still in flight: resolves True once the first is stored
+    original: asyncio.Future[bool] | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -178,6 +193,8 @@ class Pipeline:
         self.clock = clock
         self.domain = settings.gateway.uftp_domain
         self.validity = timedelta(hours=settings.outbox.default_validity_hours)
+        # keys of messages between deduplication and their commit, with their digest
+        self._inflight: dict[tuple[str, str, str], tuple[str, asyncio.Future[bool]]] = {}
         # (MessageID, SenderDomain, RecipientDomain) -> digest of the most recent messages.
         # Only a fast path: the unique key in the database catches what it has forgotten
         # (see _stored_duplicate), so it is bounded and forgets the oldest first.
@@ -206,13 +223,15 @@ class Pipeline:
         if len(self._seen) > self.seen_limit:
             del self._seen[next(iter(self._seen))]
 
-    def steps(self) -> tuple[Callable[[Inbound], None], ...]:
+    def steps(self) -> tuple[Callable[[Inbound], Awaitable[None] | None], ...]:
         """The steps, in the order they run."""
         return (
             self.verify,
             self.validate,
             self.authorize,
             self.deduplicate,
+            self.hold_to_market,
+            self.check_references,
             self.check,
             self.route,
         )
@@ -224,7 +243,9 @@ class Pipeline:
         msg = Inbound(self.codec.protocol, raw, self.clock(), peer)
         try:
             for step in self.steps():
-                step(msg)
+                result = step(msg)
+                if result is not None:
+                    await result
                 if msg.resubmitted:
                     break
         except Rejection as rejection:
@@ -233,6 +254,9 @@ class Pipeline:
             log.exception("pipeline step failed for a message from %s", peer or "?")
             return await self._fail(msg, e)
         if msg.resubmitted:
+            if msg.original is not None and not await msg.original:
+                # the first copy is still not stored: the sender must try again
+                return Receipt(503, "gridgate could not store the message; send it again later")
             return await self._already_submitted(msg)
         return await self._commit_accepted(msg)
 
@@ -248,25 +272,44 @@ class Pipeline:
         try:
             committed = await self.writer.submit(msg.unit)
         except DuplicateKey:
-            self._undo(msg)
+            self._undo(msg, rolled_back=True)
             return await self._stored_duplicate(msg)
         except Exception as e:
-            self._undo(msg)
+            self._undo(msg, rolled_back=False)
             log.error("commit failed for message %s: %s", msg.key[0], e)
             return Receipt(503, "gridgate could not store the message; send it again later")
+        self._settle_key(msg, stored=True)
         self._count("accepted")
         self.outbox.hand_over(msg.unit.outbox, committed.outbox_ids)
         return Receipt(200, event="message.accepted")
 
-    def _undo(self, msg: Inbound) -> None:
+    def _undo(self, msg: Inbound, *, rolled_back: bool) -> None:
+        """Forget a message whose commit failed.
+
+        Its grid-check reservation is given back only when the transaction certainly rolled
+        back; when the outcome is unclear (the connection broke around COMMIT) it is kept,
+        so the ledger may over-count until restart but never under-counts.
+        """
         if msg.message is not None:
-            self._seen.pop(msg.key, None)
-            self._release(msg)
+            self._settle_key(msg, stored=False)
+            if rolled_back:
+                self._release(msg)
+
+    def _settle_key(self, msg: Inbound, *, stored: bool) -> None:
+        """The message's key is stored (or not): tell any copy waiting on it."""
+        if msg.message is None or not msg.owns_key:
+            return
+        msg.owns_key = False
+        waiting = self._inflight.pop(msg.key, None)
+        if stored:
+            self._remember(msg.key, msg.digest)
+        if waiting is not None and not waiting[1].done():
+            waiting[1].set_result(stored)
 
     def _release(self, msg: Inbound) -> None:
         """Give back what this message reserved in the grid check (and nothing else)."""
-        if msg.message is not None and msg.decision is not None and msg.decision.reservations:
-            self.grid_check.release(msg.message.envelope.message_id)
+        if msg.decision is not None and msg.decision.reservation is not None:
+            self.grid_check.release(msg.decision.reservation)
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -332,7 +375,7 @@ class Pipeline:
                     f"congestion point {cp} is not owned by {dso.id}"
                     + (f" (its owner is {owner.id})" if owner else " (no DSO owns it)"),
                 )
-            if isinstance(message, FlexOffer | FlexOrder) and not self.directory.resources(agr, cp):
+            if not self.directory.resources(agr, cp):
                 raise Rejection(
                     r.UNREGISTERED_RESOURCES,
                     f"{agr.id} has no resources registered at congestion point {cp}",
@@ -341,8 +384,14 @@ class Pipeline:
     def deduplicate(self, msg: Inbound) -> None:
         """Same MessageID, sender and recipient: same content is a resubmission, else reuse."""
         seen = self._seen.get(msg.key)
+        inflight = self._inflight.get(msg.key)
+        if seen is None and inflight is not None:
+            # the first copy is still on its way to the database: wait for its outcome
+            seen, msg.original = inflight[0], inflight[1]
         if seen is None:
-            self._remember(msg.key, msg.digest)
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[msg.key] = (msg.digest, future)
+            msg.owns_key = True
             return
         if seen == msg.digest:
             msg.resubmitted = True
@@ -352,6 +401,94 @@ class Pipeline:
             f"MessageID {msg.key[0]} from {msg.key[1]} to {msg.key[2]} was already used for "
             "a message with different content",
         )
+
+    def hold_to_market(self, msg: Inbound) -> None:
+        """A flex message fits the market: ISP length, time zone, its Period and its ISPs.
+
+        UFTP 3 message validation: ISP-Duration and TimeZone are the market's; a Period is
+        one local day that has not ended; ISPs lie within it (92, 96 or 100 of them on a
+        day of 15-minute ISPs) and do not overlap; an ExpirationDateTime lies in the future
+        and not after the last ISP. The grid check relies on all of it: it keys its ledger
+        by (Period, ISP).
+        """
+        message = msg.message
+        if not isinstance(message, FlexMessage):
+            return
+        r, market = self.reasons, self.settings.market
+        if message.isp_duration != market.isp:
+            raise Rejection(
+                r.ISP_DURATION_REJECTED,
+                f"ISP-Duration {format_duration(message.isp_duration)} is not the market's "
+                f"{market.isp_duration}",
+            )
+        if message.time_zone != market.time_zone:
+            raise Rejection(
+                r.TIMEZONE_REJECTED,
+                f"TimeZone {message.time_zone} is not the market's {market.time_zone}",
+            )
+        count = message.isp_count
+        end_of_period = message.isp_start(count + 1)
+        if end_of_period <= msg.received_at:
+            raise Rejection(r.PERIOD_OUT_OF_BOUNDS, f"Period {message.period} has ended")
+        for label, isps in flex_isps(message):
+            covered: dict[int, int] = {}
+            for isp in isps:
+                last = isp.start + isp.duration - 1
+                if isp.start < 1 or isp.duration < 1 or last > count:
+                    raise Rejection(
+                        r.ISP_OUT_OF_BOUNDS,
+                        f"{label}ISP Start {isp.start} Duration {isp.duration} is outside the "
+                        f"Period {message.period} ({count} ISPs)",
+                    )
+                for index in range(isp.start, last + 1):
+                    if index in covered:
+                        raise Rejection(
+                            r.ISP_CONFLICT,
+                            f"{label}ISP {index} is given twice (ISPs starting at "
+                            f"{covered[index]} and {isp.start})",
+                        )
+                    covered[index] = isp.start
+            if not covered:
+                raise Rejection(r.ISP_OUT_OF_BOUNDS, f"{label}no ISP is given")
+        if isinstance(message, FlexRequest | FlexOffer):
+            latest = max(isp.start + isp.duration for _, isps in flex_isps(message) for isp in isps)
+            if not msg.received_at < message.expiration <= message.isp_start(latest):
+                raise Rejection(
+                    r.EXPIRATION_OUT_OF_BOUNDS,
+                    f"ExpirationDateTime {message.expiration.isoformat()} must lie after now "
+                    f"and not after the end of the last ISP ({message.isp_start(latest)})",
+                )
+
+    async def check_references(self, msg: Inbound) -> None:
+        """A response answers a message of this conversation that went the other way."""
+        message = msg.message
+        if not isinstance(message, FlexResponse):
+            return
+        e = message.envelope
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(MessageRecord.kind, MessageRecord.conversation_id).where(
+                        MessageRecord.message_id == message.reference_message_id,
+                        MessageRecord.sender_domain == e.recipient_domain,
+                        MessageRecord.recipient_domain == e.sender_domain,
+                        MessageRecord.decision == "accepted",
+                    )
+                )
+            ).first()
+        if row is None or row.kind != message.answers.value:
+            raise Rejection(
+                self.reasons.UNKNOWN_REFERENCE,
+                f"Unknown {message.answers}MessageID reference "
+                f"{message.reference_message_id}: no {message.answers} with that MessageID "
+                f"went from {e.recipient_domain} to {e.sender_domain} through gridgate",
+            )
+        if row.conversation_id != e.conversation_id:
+            raise Rejection(
+                self.reasons.UNKNOWN_REFERENCE,
+                f"{message.answers} {message.reference_message_id} belongs to conversation "
+                f"{row.conversation_id}, not {e.conversation_id}",
+            )
 
     def check(self, msg: Inbound) -> None:
         """An activation passes the grid-security check before anything is forwarded."""
@@ -541,15 +678,30 @@ class Pipeline:
                 }
         return detail
 
-    def _received(self, msg: Inbound, event: str, detail: dict[str, Any]) -> AuditDraft:
+    def _received(
+        self, msg: Inbound, event: str, detail: dict[str, Any], *, keep_body: bool = True
+    ) -> AuditDraft:
+        """The audit entry of an inbound message.
+
+        The exact bytes are kept only for messages from an authenticated sender: what no
+        known participant signed is recorded by digest, size and its first bytes, so
+        anonymous traffic cannot grow the log by megabytes a request.
+        """
         envelope = msg.message.envelope if msg.message else None
+        keep = keep_body and msg.sender is not None
+        if not keep:
+            detail = detail | {
+                "body_stored": False,
+                "head": msg.raw[:HEAD_BYTES].decode("utf-8", "replace"),
+            }
         return AuditDraft(
             event=event,
             actor=msg.sender.id if msg.sender else (msg.peer or "unknown"),
             detail=detail,
             message_id=envelope.message_id if envelope else None,
             conversation_id=envelope.conversation_id if envelope else None,
-            body=msg.raw,
+            body=msg.raw if keep else None,
+            body_digest=None if keep else hashlib.sha256(msg.raw).hexdigest(),
             ts=msg.received_at,
         )
 
@@ -601,9 +753,10 @@ class Pipeline:
                 msg.unit.messages.clear()
                 committed = await self.writer.submit(msg.unit)
         except Exception as e:
-            self._undo(msg)
+            self._undo(msg, rolled_back=True)
             log.error("could not audit a rejection: %s", e)
             return Receipt(503, "gridgate could not store the message; send it again later")
+        self._settle_key(msg, stored=bool(msg.unit.messages))
         self.outbox.hand_over(msg.unit.outbox, committed.outbox_ids)
         if status:
             return Receipt(status, rejection.text, event="message.rejected")
@@ -642,7 +795,8 @@ class Pipeline:
         """UFTP 3: the same message again is a success and is not processed twice."""
         self._count("already_submitted")
         detail = self._describe(msg) | {"decision": "already submitted"}
-        unit = Unit(audit=[self._received(msg, "message.resubmitted", detail)])
+        # the first copy's entry holds the bytes; a replay must not grow the log by its size
+        unit = Unit(audit=[self._received(msg, "message.resubmitted", detail, keep_body=False)])
         try:
             await self.writer.submit(unit)
         except Exception:
@@ -677,7 +831,7 @@ class Pipeline:
 
     async def _fail(self, msg: Inbound, error: Exception) -> Receipt:
         self._count("error")
-        self._undo(msg)
+        self._undo(msg, rolled_back=True)
         detail = self._describe(msg) | {
             "decision": "error",
             "error": f"{type(error).__name__}: {error}",
@@ -729,6 +883,20 @@ class Pipeline:
             )
         )
         self._count("ack:rejected")
+
+
+def flex_isps(message: FlexMessage) -> list[tuple[str, tuple[PowerIsp | RequestIsp, ...]]]:
+    """Every ISP list of a flex message, with a label that says which one it is."""
+    if isinstance(message, FlexOrder | FlexRequest):
+        return [("", message.isps)]
+    if isinstance(message, FlexOffer):
+        return [(f"OfferOption {o.reference}: ", o.isps) for o in message.options]
+    return []
+
+
+def format_duration(value: timedelta) -> str:
+    minutes, seconds = divmod(int(value.total_seconds()), 60)
+    return f"PT{minutes}M" if not seconds else f"PT{minutes}M{seconds}S"
 
 
 def split_power(

@@ -247,6 +247,8 @@ def _problem(row: AuditEntry, prev: str) -> str | None:
         return f"entry {row.seq} does not point at the hash of entry {row.seq - 1}"
     if row.body is not None and hashlib.sha256(row.body).hexdigest() != row.body_digest:
         return f"entry {row.seq}: the stored body does not match its digest"
+    if row.body is None and row.body_digest is not None and '"body_stored":false' not in row.detail:
+        return f"entry {row.seq}: its body was removed"
     recomputed = entry_hash(
         prev,
         canonical(

@@ -39,6 +39,8 @@ class Decision:
     binding: Binding | None = None
     # rows for the ledger when accepted: (congestion point, period, isp, power)
     reservations: tuple[tuple[str, Any, int, int], ...] = field(default=())
+    # the token that gives the reservations back (GridCheck.release)
+    reservation: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -70,5 +72,5 @@ class GridCheck(Protocol):
     def check(self, order: FlexOrder, *, origin: str) -> Decision:
         """Decide; an accepted decision is reserved at once (the caller commits or releases)."""
 
-    def release(self, order_message_id: str) -> None:
+    def release(self, token: str) -> None:
         """Undo a reservation whose commit failed, or an order that was revoked or expired."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -27,20 +28,20 @@ class CapacityLimitCheck:
         self._limits = limits
         # (congestion point, period) -> isp -> accepted power
         self._ledger: dict[tuple[str, date], dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self._by_order: dict[str, list[tuple[str, date, int, int]]] = {}
+        # reservation token -> what it holds
+        self._held: dict[str, list[tuple[str, date, int, int]]] = {}
 
     async def load(self, engine: AsyncEngine) -> None:
         """Rebuild the in-memory ledger from the table (at start-up)."""
         async with engine.connect() as conn:
             rows = await conn.execute(select(LedgerEntry))
             for row in rows:
-                self._reserve(
-                    row.order_message_id, row.congestion_point, row.period, row.isp, row.power
-                )
+                token = f"ledger:{row.origin}:{row.order_message_id}"
+                self._reserve(token, row.congestion_point, row.period, row.isp, row.power)
 
-    def _reserve(self, order_id: str, cp: str, period: date, isp: int, power: int) -> None:
+    def _reserve(self, token: str, cp: str, period: date, isp: int, power: int) -> None:
         self._ledger[(cp, period)][isp] += power
-        self._by_order.setdefault(order_id, []).append((cp, period, isp, power))
+        self._held.setdefault(token, []).append((cp, period, isp, power))
 
     def accepted_power(self, congestion_point: str, period: date, isp: int) -> int:
         return self._ledger.get((congestion_point, period), {}).get(isp, 0)
@@ -55,8 +56,8 @@ class CapacityLimitCheck:
                 "what it cannot check",
                 METHOD,
             )
-        if order.envelope.message_id in self._by_order:  # idempotent per message id
-            return Decision(Outcome.ACCEPTED, "already accepted", METHOD)
+        # no shortcut for an order seen before: the pipeline answers true resubmissions
+        # before the check, and a reused MessageID is a different order that is checked
         ledger = self._ledger.get((cp, order.period), {})
         worst: Binding | None = None
         powers = order.power_by_isp()
@@ -81,8 +82,10 @@ class CapacityLimitCheck:
         reservations = tuple(
             (cp, order.period, isp, power) for isp, power in powers.items() if power
         )
+        token = uuid.uuid4().hex
         for _, period, isp, power in reservations:
-            self._reserve(order.envelope.message_id, cp, period, isp, power)
+            self._reserve(token, cp, period, isp, power)
+        ledger = self._ledger.get((cp, order.period), {})
         headroom = min((limit - abs(ledger.get(i, 0)) for i in powers), default=limit)
         return Decision(
             Outcome.ACCEPTED,
@@ -90,8 +93,9 @@ class CapacityLimitCheck:
             f"(least headroom left {headroom} W)",
             METHOD,
             reservations=reservations,
+            reservation=token if reservations else None,
         )
 
-    def release(self, order_message_id: str) -> None:
-        for cp, period, isp, power in self._by_order.pop(order_message_id, []):
+    def release(self, token: str) -> None:
+        for cp, period, isp, power in self._held.pop(token, []):
             self._ledger[(cp, period)][isp] -= power

@@ -76,15 +76,18 @@ def test_opposite_orders_offset_each_other() -> None:
 
 def test_release_returns_the_headroom() -> None:
     check = CapacityLimitCheck({CP: 1000})
-    assert check.check(order({1: 1000}, message_id="a"), origin="dso").accepted
-    check.release("a")
+    first = check.check(order({1: 1000}, message_id="a"), origin="dso")
+    assert first.accepted and first.reservation is not None
+    check.release(first.reservation)
     assert check.check(order({1: 1000}, message_id="b"), origin="dso").accepted
 
 
-def test_the_same_order_twice_is_reserved_once() -> None:
+def test_a_reused_message_id_is_checked_like_any_other_order() -> None:
+    """A MessageID is unique per recipient only: the same id to another AGR is a new order."""
     check = CapacityLimitCheck({CP: 1000})
-    assert check.check(order({1: 800}), origin="dso").accepted
-    assert check.check(order({1: 800}), origin="dso").accepted
+    assert check.check(order({1: 800}, message_id="x"), origin="dso").accepted
+    again = check.check(order({1: 800}, message_id="x"), origin="dso")
+    assert not again.accepted and "by 600 W" in again.reason
     assert check.accepted_power(CP, PERIOD, 1) == 800
 
 
@@ -119,3 +122,8 @@ def test_the_reason_gives_the_isp_in_the_markets_local_time() -> None:
     check = CapacityLimitCheck({CP: 1000})
     decision = check.check(order({69: 2000}), origin="dso")
     assert "ISP 69 (2026-11-27T17:00+01:00)" in decision.reason
+
+
+def test_the_headroom_reported_counts_this_order() -> None:
+    check = CapacityLimitCheck({CP: 1000})
+    assert "least headroom left 400 W" in check.check(order({2: 600}), origin="dso").reason

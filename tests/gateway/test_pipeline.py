@@ -7,10 +7,11 @@ endpoint and an MQTT control centre, `agr-mqtt` only a control centre.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +37,7 @@ from gateway.model import (
     FlexOrderResponse,
     FlexRequest,
     FlexRequestResponse,
+    FlexResponse,
     Message,
     OfferOption,
     PowerIsp,
@@ -558,3 +560,194 @@ async def test_a_relay_that_falls_behind_slows_senders_down_with_429(world: Worl
     world.gateway.outbox.start()
     await world.settle()  # and once it delivers again, the backlog drains
     assert world.gateway.outbox.backlog == 0
+
+
+# -- the market's rules, response references, in-flight duplicates (review fixes) ----------
+
+
+async def rejected_reason(world: World, message: Message) -> str:
+    """Send a DSO message, expect gridgate's signed rejection; return its reason."""
+    assert (await world.dso.send(message))[0] == 200
+    answer = await world.dso.wait_for(
+        lambda m: (
+            isinstance(m, FlexResponse) and m.reference_message_id == message.envelope.message_id
+        )
+    )
+    assert isinstance(answer, FlexResponse) and answer.result is Result.REJECTED
+    return answer.rejection_reason or ""
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ({"isps": (PowerIsp(97, 1000),)}, "ISPs out of bounds: ISP Start 97 Duration 1 is outside"),
+        (
+            {"isps": (PowerIsp(90, 1000, duration=8),)},
+            "ISPs out of bounds: ISP Start 90 Duration 8",
+        ),
+        ({"isps": (PowerIsp(5, 900_000), PowerIsp(5, 0))}, "ISP conflict: ISP 5 is given twice"),
+        ({"isps": (PowerIsp(4, 1, duration=2), PowerIsp(5, 0))}, "ISP conflict: ISP 5"),
+        ({"isp_duration": timedelta(minutes=30)}, "ISP duration rejected: ISP-Duration PT30M"),
+        ({"time_zone": "Europe/Berlin"}, "TimeZone rejected: TimeZone Europe/Berlin"),
+        ({"period": date(2026, 1, 1)}, "Period out of bounds: Period 2026-01-01 has ended"),
+    ],
+)
+async def test_an_order_that_does_not_fit_the_market_is_rejected_and_not_checked(
+    world: World, change: dict[str, Any], rule: str
+) -> None:
+    """UFTP 3 validation: ISPs within the Period, not overlapping; the market's ISP-Duration
+    and TimeZone; a Period that has not ended."""
+    order = replace(world.order({1: 1}), **change)
+    assert (await rejected_reason(world, order)).startswith(rule)
+    await assert_nothing_forwarded(world)
+    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 5) == 0
+
+
+async def test_a_request_expiring_after_its_last_isp_is_rejected(world: World) -> None:
+    request = FlexRequest(
+        envelope=world.envelope("dso.example.com", "agr-web.example.com", Role.DSO),
+        isp_duration=timedelta(minutes=15),
+        time_zone=ZONE,
+        period=tomorrow(),
+        congestion_point=CP,
+        revision=1,
+        expiration=datetime.now(UTC) + timedelta(days=3),
+        isps=(RequestIsp(5, -1000, 0),),
+    )
+    assert (await rejected_reason(world, request)).startswith("ExpirationDateTime out of bounds")
+    await assert_nothing_forwarded(world)
+
+
+async def test_a_request_to_an_aggregator_without_resources_there_is_rejected(
+    world: World,
+) -> None:
+    request = FlexRequest(
+        envelope=world.envelope("dso2.example.com", "agr-web.example.com", Role.DSO),
+        isp_duration=timedelta(minutes=15),
+        time_zone=ZONE,
+        period=tomorrow(),
+        congestion_point=OTHER_CP,
+        revision=1,
+        expiration=datetime.now(UTC) + timedelta(hours=1),
+        isps=(RequestIsp(5, -1000, 0),),
+    )
+    assert (await world.other_dso.send(request))[0] == 200
+    answer = await world.other_dso.wait_for(is_kind(FlexRequestResponse))
+    assert (getattr(answer, "rejection_reason", "") or "").startswith("Unregistered resources")
+    await assert_nothing_forwarded(world)
+
+
+async def test_the_same_message_id_to_another_aggregator_is_checked_on_its_own(
+    world: World,
+) -> None:
+    first = world.order({7: -300_000})
+    assert (await world.dso.send(first))[0] == 200
+    await world.agr.wait_for(is_kind(FlexOrder))
+    reuse = world.order(
+        {7: -300_000}, to="agr-mqtt.example.com", message_id=first.envelope.message_id
+    )
+    assert (await rejected_reason(world, reuse)).startswith("Grid limit exceeded: ISP 7")
+    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 7) == -300_000
+    await world.settle()
+    assert len(world.agr.received) == 1 and world.centres["agr-mqtt"].received == []
+
+
+async def test_a_response_must_answer_a_message_that_went_the_other_way(world: World) -> None:
+    order = world.order({3: 1000})
+    assert (await world.dso.send(order))[0] == 200
+    await world.agr.wait_for(is_kind(FlexOrder))
+    # an answer to an order that never existed
+    unknown = FlexOrderResponse(
+        envelope=world.envelope("agr-web.example.com", "dso.example.com", Role.AGR),
+        reference_message_id=str(uuid.uuid4()),
+        result=Result.ACCEPTED,
+    )
+    status, text = await world.agr.send(unknown)
+    assert status == 400 and text.startswith("Unknown reference: Unknown FlexOrderMessageID")
+    # the right order, but this aggregator was not its recipient
+    foreign = FlexOrderResponse(
+        envelope=world.envelope("agr-mqtt.example.com", "dso.example.com", Role.AGR),
+        reference_message_id=order.envelope.message_id,
+        result=Result.ACCEPTED,
+    )
+    raw = codec.render_signed_message(
+        "agr-mqtt.example.com", Role.AGR, signing.sign(codec.encode(foreign), world.agr_mqtt_key)
+    )
+    status, text = await world.agr.post(raw)
+    assert status == 400 and "Unknown reference" in text
+    # the right order from its recipient, in another conversation
+    elsewhere = FlexOrderResponse(
+        envelope=replace(
+            world.envelope("agr-web.example.com", "dso.example.com", Role.AGR),
+            conversation_id=str(uuid.uuid4()),
+        ),
+        reference_message_id=order.envelope.message_id,
+        result=Result.ACCEPTED,
+    )
+    status, text = await world.agr.send(elsewhere)
+    assert status == 400 and "belongs to conversation" in text
+    await world.settle()
+    assert not [m for m in world.dso.received if isinstance(m, FlexOrderResponse)]
+
+
+async def test_two_copies_in_flight_are_stored_and_forwarded_once(world: World) -> None:
+    raw = world.dso.render(world.order({2: 1000}))
+    statuses = await asyncio.gather(*(world.dso.post(raw) for _ in range(5)))
+    assert [s for s, _ in statuses] == [200] * 5
+    await world.agr.wait_for(is_kind(FlexOrder))
+    await world.settle()
+    await asyncio.sleep(0.2)
+    assert len(world.agr.received) == 1
+    assert len(await world.audit("message.accepted")) == 1
+    assert len(await world.audit("message.resubmitted")) == 4
+
+
+async def test_a_copy_of_a_message_whose_commit_fails_is_not_told_it_was_stored(
+    world: World,
+) -> None:
+    writer = world.gateway.writer
+    real_submit = writer.submit
+    failed = asyncio.Event()
+
+    async def failing_once(unit: Any) -> Any:
+        if unit.messages and not failed.is_set():
+            await asyncio.sleep(0.2)  # the copy arrives while the first waits
+            failed.set()
+            raise ConnectionError("the database went away")
+        return await real_submit(unit)
+
+    writer.submit = failing_once  # type: ignore[method-assign]
+    raw = world.dso.render(world.order({2: 1000}))
+    first, copy = await asyncio.gather(world.dso.post(raw), world.dso.post(raw))
+    assert first[0] == 503 and copy[0] == 503  # neither may believe it was stored
+    assert (await world.dso.post(raw))[0] == 200  # the sender's retry goes through
+    await world.agr.wait_for(is_kind(FlexOrder))
+    await world.settle()
+    assert len(world.agr.received) == 1
+
+
+async def test_what_no_participant_signed_is_audited_by_digest_not_stored(world: World) -> None:
+    junk = b"<SignedMessage SenderDomain='x.example.com' SenderRole='DSO' Body='AAAA'/>"
+    status, _ = await world.dso.post(junk + b" " * 100_000)
+    assert status in (400, 401)
+    (entry,) = await world.audit("message.rejected")
+    assert entry.body is None
+    assert entry.body_digest == hashlib.sha256(junk + b" " * 100_000).hexdigest()
+    assert json.loads(entry.detail)["head"].startswith("<SignedMessage")
+    async with sessionmaker(world.gateway.engine)() as session:
+        assert (await verify_chain(session)).ok
+        # a stored body that disappears is noticed
+        await session.execute(
+            update(AuditEntry).where(AuditEntry.event == "setpoint.ack").values(body=None)
+        )
+        accepted = world.order({1: 1})
+        await session.commit()
+    assert (await world.dso.send(accepted))[0] == 200
+    await world.settle()
+    async with sessionmaker(world.gateway.engine)() as session:
+        await session.execute(
+            update(AuditEntry).where(AuditEntry.event == "message.accepted").values(body=None)
+        )
+        await session.commit()
+        report = await verify_chain(session)
+    assert not report.ok and "its body was removed" in (report.problem or "")
