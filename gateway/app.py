@@ -152,6 +152,7 @@ class Gateway:
             await hook(self)
         await self.grid_check.load(self.engine)
         await self.pipeline.load()
+        await self.outbox.load()
         self.outbox.start()
         if self.serve_http:
             await self._start_http()

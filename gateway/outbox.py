@@ -45,6 +45,9 @@ from gateway.tasks import spawn
 
 log = logging.getLogger(__name__)
 
+# an attempt starts only with this much of its claim left, and ends before the claim does
+LEASE_MARGIN_SECONDS = 1.0
+
 
 class Deliverer(Protocol):
     """A channel's way out: raise TemporaryDeliveryError or PermanentDeliveryError."""
@@ -64,6 +67,7 @@ class Claimed:
     ordering_key: str
     attempts: int
     expires_at: datetime
+    claimed_until: datetime
 
 
 def outbox_row(
@@ -121,6 +125,11 @@ class Outbox:
         self._postgres = engine.dialect.name == "postgresql"
         # rows this process owns, per ordering key, oldest first
         self._ready: dict[str, deque[Claimed]] = {}
+        # ordering keys with a row waiting in the database (a retry): later rows of the key
+        # are given back to the database path, which delivers a key's rows in order
+        self._blocked: set[str] = set()
+        self._to_release: list[int] = []
+        self._stopping = False
         self.delivered = 0
 
     @property
@@ -146,46 +155,74 @@ class Outbox:
                 ordering_key=row["ordering_key"],
                 attempts=row["attempts"],
                 expires_at=row["expires_at"],
+                claimed_until=row["claimed_until"],
             )
-            self._ready.setdefault(claimed.ordering_key, deque()).append(claimed)
+            if claimed.ordering_key in self._blocked:
+                # an earlier row of its key waits in the database: it queues behind it there
+                self._to_release.append(claimed.id)
+            else:
+                self._ready.setdefault(claimed.ordering_key, deque()).append(claimed)
         self._wake.set()
 
     def wake(self) -> None:
         """Tell the relay rows are due."""
         self._wake.set()
 
+    async def load(self) -> None:
+        """Block the ordering keys that have rows waiting in the database (at start-up)."""
+        async with self._engine.connect() as conn:
+            keys = await conn.scalars(
+                select(OutboxEntry.ordering_key).where(OutboxEntry.status == "pending").distinct()
+            )
+            self._blocked.update(keys)
+
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = spawn(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Finish the batch in flight (up to `grace` seconds), then give back the rest."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         # give back what was handed over but not attempted, so a restart need not wait
         # for the lease to run out
-        held = [c.id for queue in self._ready.values() for c in queue]
+        self._to_release += [c.id for queue in self._ready.values() for c in queue]
         self._ready.clear()
-        if held:
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(
-                        update(OutboxEntry)
-                        .where(OutboxEntry.id.in_(held))
-                        .values(claimed_until=None)
-                    )
-            except Exception:  # the lease returns them anyway
-                log.exception("could not release %d outbox rows at stop", len(held))
+        try:
+            await self._release_given_back()
+        except Exception:  # the lease returns them anyway
+            log.exception("could not give back %d outbox rows at stop", len(self._to_release))
+
+    async def _release_given_back(self) -> None:
+        if not self._to_release:
+            return
+        ids, self._to_release = self._to_release, []
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(OutboxEntry).where(OutboxEntry.id.in_(ids)).values(claimed_until=None)
+                )
+        except Exception:
+            self._to_release = ids + self._to_release
+            raise
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_poll = 0.0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             handled = 0
             try:
+                await self._release_given_back()
                 handled = await self.run_ready()
                 if loop.time() >= next_poll:
                     next_poll = loop.time() + self._poll
@@ -220,7 +257,22 @@ class Outbox:
         claimed = await self.claim_due(self._settings.batch_size)
         if claimed:
             await self._deliver(claimed)
+            await self._unblock({c.ordering_key for c in claimed} & self._blocked)
         return len(claimed)
+
+    async def _unblock(self, keys: set[str]) -> None:
+        """Keys with nothing left waiting in the database go back to the fast path."""
+        if not keys:
+            return
+        async with self._engine.connect() as conn:
+            waiting = set(
+                await conn.scalars(
+                    select(OutboxEntry.ordering_key)
+                    .where(OutboxEntry.ordering_key.in_(keys), OutboxEntry.status == "pending")
+                    .distinct()
+                )
+            )
+        self._blocked -= keys - waiting
 
     async def _deliver(self, batch: list[Claimed]) -> None:
         semaphore = asyncio.Semaphore(self._settings.concurrency)
@@ -277,18 +329,26 @@ class Outbox:
                 ordering_key=row.ordering_key,
                 attempts=row.attempts,
                 expires_at=row.expires_at,
+                claimed_until=now + self.lease,
             )
             for row in rows
         ]
 
     async def _attempt(self, entry: Claimed) -> tuple[str, str | None]:
-        if self._clock() >= entry.expires_at:
+        now = self._clock()
+        if now >= entry.expires_at:
             return "expired", None
+        # an attempt must end inside the claim, or another relay may deliver it too
+        window = (entry.claimed_until - now).total_seconds() - LEASE_MARGIN_SECONDS
+        if window <= 0:
+            return "lost-claim", None
         deliverer = self._deliverers.get(entry.channel)
         if deliverer is None:
             return "failed", f"no deliverer for channel {entry.channel!r}"
         try:
-            await deliverer.deliver(entry.destination, entry.payload)
+            await asyncio.wait_for(deliverer.deliver(entry.destination, entry.payload), window)
+        except TimeoutError:
+            return "retry", f"no answer within {window:.0f} s, the rest of the claim"
         except PermanentDeliveryError as e:
             return "failed", str(e)
         except TemporaryDeliveryError as e:
@@ -311,6 +371,9 @@ class Outbox:
         listed: dict[str, list[dict[str, Any]]] = {}
         given_back = False
         for entry, outcome, error in outcomes:
+            if outcome == "lost-claim":
+                # its claim ran out before it was tried: the row is the database path's now
+                continue
             item: dict[str, Any] = {
                 "outbox_id": entry.id,
                 "message_id": entry.message_id,
@@ -332,6 +395,7 @@ class Outbox:
                 item["next_attempt_at"] = when.isoformat()
                 values["next_attempt_at"] = when
                 # the rows behind it in its key wait for it, through the database path
+                self._blocked.add(entry.ordering_key)
                 for later in self._ready.pop(entry.ordering_key, ()):
                     unit.outbox_updates.append((later.id, {"claimed_until": None}))
                     given_back = True
@@ -340,6 +404,8 @@ class Outbox:
                 self.delivered += outcome == "delivered"
             unit.outbox_updates.append((entry.id, values))
             listed.setdefault(outcome, []).append(item)
+        if not listed:
+            return
         unit.audit.append(
             AuditDraft(
                 event="delivery.outcomes",

@@ -72,6 +72,30 @@ def check_url(url: str) -> None:
     )
 
 
+def check_redirect(configured: str, target: str) -> None:
+    """Refuse a redirect that leaves HTTPS or points into the gateway's own networks.
+
+    The loopback exception is the operator's, for a configured endpoint: a peer's 307 may not
+    steer a message to plain http or to a loopback, private or link-local address unless
+    the configured endpoint itself is on loopback (a test set-up).
+    """
+    check_url(target)
+    origin = urlsplit(configured).hostname or ""
+    if _is_loopback(origin):
+        return
+    parts = urlsplit(target)
+    if parts.scheme != "https":
+        raise PermanentDeliveryError(f"UFTP transport: refusing a redirect to {target!r}")
+    try:
+        address = ipaddress.ip_address((parts.hostname or "").strip("[]"))
+    except ValueError:
+        return  # a host name: resolved by the peer's DNS like the configured one
+    if address.is_loopback or address.is_private or address.is_link_local:
+        raise PermanentDeliveryError(
+            f"UFTP transport: refusing a redirect to {target!r}, an internal address"
+        )
+
+
 class UftpSender:
     """Deliver signed UFTP messages by HTTP POST, over one shared aiohttp session."""
 
@@ -116,7 +140,9 @@ class UftpSender:
                     raise PeerUnavailable(target, f"HTTP {status} without a Location", status)
                 if hop == MAX_REDIRECTS:
                     break
-                target = urljoin(target, location)
+                following = urljoin(target, location)
+                check_redirect(url, following)
+                target = following
                 continue
             if status in _PERMANENT:
                 raise PeerRefused(target, status, text)

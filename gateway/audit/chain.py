@@ -147,8 +147,9 @@ async def verify_chain(session: AsyncSession) -> VerifyReport:
     expected_seq = 1
     prev = GENESIS
     count = 0
-    # (message id, destination) -> (digest, seq) of every outbound message an entry lists
-    sent: dict[tuple[str, str], tuple[str, int]] = {}
+    # (message id, destination) -> (digest, seq) of every outbound message an entry lists;
+    # one key may stand for several rows (a MessageID is unique per sender and recipient)
+    sent: dict[tuple[str, str], list[tuple[str, int]]] = {}
     # the outbox's last id, then the head: a live gateway appends while we read, and what
     # it appends after this moment is the next verification's
     last_outbox = await session.scalar(select(func.max(OutboxEntry.id))) or 0
@@ -169,7 +170,9 @@ async def verify_chain(session: AsyncSession) -> VerifyReport:
         count += 1
         if '"out":[{' in row.detail:
             for item in json.loads(row.detail).get("out", []):
-                sent[(item["message_id"], item["destination"])] = (item["digest"], row.seq)
+                sent.setdefault((item["message_id"], item["destination"]), []).append(
+                    (item["digest"], row.seq)
+                )
     if head is not None and (head.seq != count or head.hash != prev):
         return VerifyReport(
             count,
@@ -190,7 +193,7 @@ async def verify_chain(session: AsyncSession) -> VerifyReport:
 
 async def _check_outbox(
     session: AsyncSession,
-    sent: dict[tuple[str, str], tuple[str, int]],
+    sent: dict[tuple[str, str], list[tuple[str, int]]],
     last_outbox: int,
     head_seq: int,
 ) -> tuple[int | None, str] | None:
@@ -214,19 +217,21 @@ async def _check_outbox(
             return None
         for outbox_id, message_id, destination, payload in rows:
             recorded = sent.get((message_id, destination))
-            if recorded is None and not await _recorded_later(session, message_id, head_seq):
+            if not recorded:
+                if await _recorded_later(session, message_id, head_seq):
+                    continue
                 return None, (
                     f"outbox entry {outbox_id} ({message_id} to {destination}) is in no "
-                    "audit entry: it was added behind the log's back"
+                    "audit entry, or more rows than recorded carry it"
                 )
-            if recorded is None:
-                continue
-            digest, seq = recorded
-            if hashlib.sha256(payload).hexdigest() != digest:
-                return seq, (
-                    f"entry {seq}: outbox entry {outbox_id} ({message_id} to {destination}) "
-                    "does not hold the payload the entry recorded"
+            digest = hashlib.sha256(payload).hexdigest()
+            match = next((i for i, (d, _) in enumerate(recorded) if d == digest), None)
+            if match is None:
+                return recorded[0][1], (
+                    f"entry {recorded[0][1]}: outbox entry {outbox_id} ({message_id} to "
+                    f"{destination}) does not hold the payload the entry recorded"
                 )
+            recorded.pop(match)  # each recorded payload vouches for one row
         last = rows[-1][0]
     return None
 

@@ -151,18 +151,18 @@ class Writer:
     async def _commit_batch(self, batch: list[tuple[Unit, asyncio.Future[Committed]]]) -> None:
         try:
             results = await self._commit([unit for unit, _ in batch])
-        except (IntegrityError, sqlite3.IntegrityError):
-            if len(batch) == 1:
-                _settle(batch[0][1], exc=DuplicateKey("message already stored"))
+        except Exception as e:
+            if len(batch) > 1:
+                # one unit may be at fault (a reused key, a value the database refuses):
+                # commit them one by one so that only that one fails
+                for item in batch:
+                    await self._commit_batch([item])
                 return
-            # one unit collided: commit them one by one so only that one fails
-            for item in batch:
-                await self._commit_batch([item])
-            return
-        except Exception as e:  # the database is down or broke: every waiter hears it
-            log.exception("commit of %d units failed", len(batch))
-            for _, future in batch:
-                _settle(future, exc=e)
+            if _is_duplicate_message(e):
+                _settle(batch[0][1], exc=DuplicateKey("message already stored"))
+            else:  # the database is down or refused it: the waiter hears why
+                log.error("commit failed: %s", e)
+                _settle(batch[0][1], exc=e)
             return
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
@@ -284,6 +284,14 @@ def sql_head_update(sql: HotStatements) -> str:
     if sql.postgres:
         return "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"
     return "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+
+
+def _is_duplicate_message(error: Exception) -> bool:
+    """Whether a commit failed on the messages table's unique key, and nothing else."""
+    if not isinstance(error, IntegrityError | sqlite3.IntegrityError):
+        return False
+    text = str(error)
+    return "uq_message" in text or "messages.message_id" in text
 
 
 def _settle(

@@ -152,10 +152,13 @@ async def test_one_conversation_is_delivered_in_order_even_across_retries(
 
 async def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(engine: AsyncEngine) -> None:
     peer = Peer()
-    writer, outbox = await setup(engine, peer, [row(b"m1")])
+    writer, _ = await setup(engine, peer, [row(b"m1")])
+    outbox = Outbox(engine, writer, {"uftp": peer}, OutboxSettings(claim_lease_seconds=0.5))
     first = await outbox.claim_due(10)
     second = await outbox.claim_due(10)
     assert [c.payload for c in first] == [b"m1"] and second == []
+    await asyncio.sleep(0.6)  # the claimer crashed: its lease ends, the row comes back
+    assert [c.payload for c in await outbox.claim_due(10)] == [b"m1"]
     await writer.stop()
 
 
@@ -218,4 +221,76 @@ async def test_stopping_releases_rows_handed_over_but_not_attempted(engine: Asyn
     await outbox.stop()
     restarted = Outbox(engine, writer, {"uftp": Peer()}, OutboxSettings())
     assert [c.payload for c in await restarted.claim_due(10)] == [b"m1"]
+    await writer.stop()
+
+
+async def test_a_new_row_waits_behind_an_older_row_of_its_key_that_is_retrying(
+    engine: AsyncEngine,
+) -> None:
+    """Order within a key holds when the fast path meets a row waiting for its retry."""
+    peer = Peer([TemporaryDeliveryError("down")])
+    writer = Writer(engine)
+    writer.start()
+    outbox = Outbox(
+        engine,
+        writer,
+        {"uftp": peer},
+        OutboxSettings(retry_base_seconds=0.2, retry_max_seconds=0.3),
+    )
+
+    async def hand(payload: bytes) -> None:
+        rows = [row(payload)]
+        rows[0]["claimed_until"] = datetime.now(UTC) + outbox.lease
+        committed = await writer.submit(Unit(audit=[AuditDraft("t", "t", {})], outbox=rows))
+        outbox.hand_over(rows, committed.outbox_ids)
+
+    await hand(b"first")
+    await outbox.run_ready()  # fails: "first" waits in the database for its retry
+    await hand(b"second")  # same key: must not overtake
+    assert await outbox.run_ready() == 0
+    for _ in range(80):
+        await asyncio.sleep(0.05)
+        await outbox._release_given_back()
+        await outbox.run_once()
+        if len(peer.got) == 2:
+            break
+    assert [p for _, p in peer.got] == [b"first", b"second"]
+    await hand(b"third")  # nothing waits any more: the fast path takes it again
+    assert await outbox.run_ready() == 1
+    await writer.stop()
+
+
+async def test_a_row_whose_claim_ran_out_is_left_to_the_database_path(engine: AsyncEngine) -> None:
+    peer = Peer()
+    writer = Writer(engine)
+    writer.start()
+    outbox = Outbox(engine, writer, {"uftp": peer}, OutboxSettings())
+    rows = [row(b"m1")]
+    rows[0]["claimed_until"] = datetime.now(UTC) + timedelta(milliseconds=500)
+    committed = await writer.submit(Unit(audit=[AuditDraft("t", "t", {})], outbox=rows))
+    outbox.hand_over(rows, committed.outbox_ids)
+    await asyncio.sleep(0.6)  # the claim is over before the fast path gets to it
+    assert await outbox.run_ready() == 1
+    assert peer.got == []  # not delivered by the one whose claim ran out...
+    (again,) = await outbox.claim_due(10)  # ...but claimable, once, by the database path
+    assert again.payload == b"m1"
+    await writer.stop()
+
+
+async def test_a_delivery_that_outlasts_its_claim_is_cut_short_and_retried(
+    engine: AsyncEngine,
+) -> None:
+    class Hanging:
+        async def deliver(self, destination: str, payload: bytes) -> None:
+            await asyncio.sleep(30)
+
+    writer = Writer(engine)
+    writer.start()
+    outbox = Outbox(engine, writer, {"uftp": Hanging()}, OutboxSettings())
+    rows = [row(b"m1")]
+    rows[0]["claimed_until"] = datetime.now(UTC) + timedelta(seconds=1.5)
+    committed = await writer.submit(Unit(audit=[AuditDraft("t", "t", {})], outbox=rows))
+    outbox.hand_over(rows, committed.outbox_ids)
+    await asyncio.wait_for(outbox.run_ready(), 5)
+    assert "delivery.retry" in await events(engine)
     await writer.stop()

@@ -243,3 +243,27 @@ async def test_https_with_the_given_ssl_context() -> None:
         assert len(recorder.received) == 1
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://peer.example.com/x",
+        "https://127.0.0.1:8443/admin",
+        "https://10.1.2.3/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/x",
+    ],
+)
+def test_a_peers_redirect_may_not_leave_https_or_point_inside(target: str) -> None:
+    from adapters.uftp.transport import check_redirect
+    from gateway.errors import PermanentDeliveryError
+
+    with pytest.raises(PermanentDeliveryError):
+        check_redirect("https://peer.example.com/shapeshifter/api/v3/message", target)
+
+
+def test_a_redirect_to_another_public_https_host_is_followed() -> None:
+    from adapters.uftp.transport import check_redirect
+
+    check_redirect("https://peer.example.com/x", "https://uftp2.peer.example.com/x")
