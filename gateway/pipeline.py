@@ -50,7 +50,7 @@ from gateway.model import (
 )
 from gateway.outbox import Outbox, outbox_row
 from gateway.routing import RECIPIENT_ROLES, SENDER_ROLES, Directory, Participant
-from gateway.store.models import MessageRecord
+from gateway.store.models import MessageRecord, OutboxEntry
 from gateway.store.writer import DuplicateKey, Unit, Writer
 
 log = logging.getLogger(__name__)
@@ -848,7 +848,36 @@ class Pipeline:
     # -- control-centre acknowledgements ---------------------------------------------------
 
     async def record_ack(self, ack: SetpointAck) -> None:
-        """Audit a control centre's acknowledgement of a setpoint."""
+        """Audit a control centre's acknowledgement of a setpoint gridgate sent it."""
+        async with self.engine.connect() as conn:
+            sent = await conn.scalar(
+                select(OutboxEntry.id).where(
+                    OutboxEntry.message_id == ack.message_id,
+                    OutboxEntry.recipient == ack.aggregator,
+                    OutboxEntry.channel == (self.setpoints.channel if self.setpoints else ""),
+                )
+            )
+        if sent is None:
+            detail = {"resource": ack.resource, "status": ack.status.value}
+            await self.writer.submit(
+                Unit(
+                    audit=[
+                        AuditDraft(
+                            event="setpoint.ack.rejected",
+                            actor=ack.aggregator,
+                            detail=detail
+                            | {
+                                "rule": "Unknown setpoint",
+                                "reason": f"no setpoint {ack.message_id} was sent to "
+                                f"{ack.aggregator}",
+                            },
+                            message_id=ack.message_id,
+                        )
+                    ]
+                )
+            )
+            self._count("ack:unknown")
+            return
         await self.writer.submit(
             Unit(
                 audit=[

@@ -751,3 +751,20 @@ async def test_what_no_participant_signed_is_audited_by_digest_not_stored(world:
         await session.commit()
         report = await verify_chain(session)
     assert not report.ok and "its body was removed" in (report.problem or "")
+
+
+async def test_an_ack_for_a_setpoint_never_sent_is_audited_as_unknown(world: World) -> None:
+    prefix = world.centres["agr-mqtt"].prefix
+    ack = (
+        b'{"msgId": "' + str(uuid.uuid4()).encode() + b'", "correlationId": "x", '
+        b'"status": "ACCEPTED", "ts": "2026-11-27T10:00:00+00:00"}'
+    )
+    async with aiomqtt.Client(MOSQUITTO_HOST, MOSQUITTO_PORT) as client:
+        await client.publish(f"{prefix}/hp-1/ack", ack, qos=1)
+    for _ in range(50):
+        unknown = await world.audit("setpoint.ack.rejected")
+        if unknown:
+            break
+        await asyncio.sleep(0.05)
+    assert unknown and "Unknown setpoint" in unknown[0].detail
+    assert await world.audit("setpoint.ack") == []
