@@ -346,7 +346,8 @@ class Outbox:
         if deliverer is None:
             return "failed", f"no deliverer for channel {entry.channel!r}"
         try:
-            await asyncio.wait_for(deliverer.deliver(entry.destination, entry.payload), window)
+            async with asyncio.timeout(window):  # no task per attempt, unlike wait_for
+                await deliverer.deliver(entry.destination, entry.payload)
         except TimeoutError:
             return "retry", f"no answer within {window:.0f} s, the rest of the claim"
         except PermanentDeliveryError as e:
