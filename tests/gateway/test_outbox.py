@@ -63,6 +63,16 @@ async def setup(engine: AsyncEngine, peer: Peer, rows: list[dict]) -> tuple[Writ
     return writer, outbox
 
 
+async def commit_and_hand_over(
+    writer: Writer, outbox: Outbox, rows: list[dict], *, claimed_until: datetime | None = None
+) -> None:
+    """What the pipeline does: write rows claimed by this process, then hand them over."""
+    for r in rows:
+        r["claimed_until"] = claimed_until or datetime.now(UTC) + outbox.lease
+    committed = await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
+    outbox.hand_over(rows, committed.outbox_ids)
+
+
 async def events(engine: AsyncEngine) -> list[str]:
     """Every delivery outcome the audit log lists, in order, as `delivery.<outcome>`."""
     async with engine.connect() as conn:
@@ -170,10 +180,7 @@ async def test_handed_over_rows_are_delivered_without_reading_them_back(
     writer.start()
     outbox = Outbox(engine, writer, {"uftp": peer}, OutboxSettings())
     rows = [row(b"m1", conversation="a"), row(b"m2", conversation="a"), row(b"m3")]
-    for r in rows:
-        r["claimed_until"] = datetime.now(UTC) + outbox.lease
-    committed = await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
-    outbox.hand_over(rows, committed.outbox_ids)
+    await commit_and_hand_over(writer, outbox, rows)
     assert await outbox.claim_due(10) == []  # claimed at insert: not the database path's
     assert await outbox.run_ready() == 2  # one per ordering key: m1 and m3
     assert await outbox.run_ready() == 1  # then m2, after m1
@@ -195,10 +202,7 @@ async def test_a_failed_handed_over_row_gives_its_key_back_to_the_database_in_or
         OutboxSettings(retry_base_seconds=0.05, retry_max_seconds=0.1),
     )
     rows = [row(b"first"), row(b"second")]
-    for r in rows:
-        r["claimed_until"] = datetime.now(UTC) + outbox.lease
-    committed = await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
-    outbox.hand_over(rows, committed.outbox_ids)
+    await commit_and_hand_over(writer, outbox, rows)
     await outbox.run_ready()  # "first" fails; "second" goes back to the database path
     assert outbox.backlog == 0
     for _ in range(60):
@@ -215,9 +219,7 @@ async def test_stopping_releases_rows_handed_over_but_not_attempted(engine: Asyn
     writer.start()
     outbox = Outbox(engine, writer, {"uftp": Peer()}, OutboxSettings())
     rows = [row(b"m1")]
-    rows[0]["claimed_until"] = datetime.now(UTC) + outbox.lease
-    committed = await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=rows))
-    outbox.hand_over(rows, committed.outbox_ids)
+    await commit_and_hand_over(writer, outbox, rows)
     await outbox.stop()
     restarted = Outbox(engine, writer, {"uftp": Peer()}, OutboxSettings())
     assert [c.payload for c in await restarted.claim_due(10)] == [b"m1"]
@@ -240,9 +242,7 @@ async def test_a_new_row_waits_behind_an_older_row_of_its_key_that_is_retrying(
 
     async def hand(payload: bytes) -> None:
         rows = [row(payload)]
-        rows[0]["claimed_until"] = datetime.now(UTC) + outbox.lease
-        committed = await writer.submit(Unit(audit=[AuditDraft("t", "t", {})], outbox=rows))
-        outbox.hand_over(rows, committed.outbox_ids)
+        await commit_and_hand_over(writer, outbox, rows)
 
     await hand(b"first")
     await outbox.run_ready()  # fails: "first" waits in the database for its retry
@@ -266,9 +266,9 @@ async def test_a_row_whose_claim_ran_out_is_left_to_the_database_path(engine: As
     writer.start()
     outbox = Outbox(engine, writer, {"uftp": peer}, OutboxSettings())
     rows = [row(b"m1")]
-    rows[0]["claimed_until"] = datetime.now(UTC) + timedelta(milliseconds=500)
-    committed = await writer.submit(Unit(audit=[AuditDraft("t", "t", {})], outbox=rows))
-    outbox.hand_over(rows, committed.outbox_ids)
+    await commit_and_hand_over(
+        writer, outbox, rows, claimed_until=datetime.now(UTC) + timedelta(milliseconds=500)
+    )
     await asyncio.sleep(0.6)  # the claim is over before the fast path gets to it
     assert await outbox.run_ready() == 1
     assert peer.got == []  # not delivered by the one whose claim ran out...
@@ -288,9 +288,9 @@ async def test_a_delivery_that_outlasts_its_claim_is_cut_short_and_retried(
     writer.start()
     outbox = Outbox(engine, writer, {"uftp": Hanging()}, OutboxSettings())
     rows = [row(b"m1")]
-    rows[0]["claimed_until"] = datetime.now(UTC) + timedelta(seconds=1.5)
-    committed = await writer.submit(Unit(audit=[AuditDraft("t", "t", {})], outbox=rows))
-    outbox.hand_over(rows, committed.outbox_ids)
+    await commit_and_hand_over(
+        writer, outbox, rows, claimed_until=datetime.now(UTC) + timedelta(seconds=1.5)
+    )
     await asyncio.wait_for(outbox.run_ready(), 5)
     assert "delivery.retry" in await events(engine)
     await writer.stop()
