@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -381,7 +381,3 @@ def default_workdir() -> Path:
     import tempfile
 
     return Path(tempfile.mkdtemp(prefix="gridgate-demo-"))
-
-
-def today() -> date:
-    return datetime.now(UTC).date()

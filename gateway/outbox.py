@@ -125,6 +125,7 @@ class Outbox:
         self._postgres = engine.dialect.name == "postgresql"
         # rows this process owns, per ordering key, oldest first
         self._ready: dict[str, deque[Claimed]] = {}
+        self._backlog = 0  # rows in _ready; read by the HTTP layer on every request
         # ordering keys with a row waiting in the database (a retry): later rows of the key
         # are given back to the database path, which delivers a key's rows in order
         self._blocked: set[str] = set()
@@ -139,7 +140,7 @@ class Outbox:
     @property
     def backlog(self) -> int:
         """Rows handed over and not yet attempted."""
-        return sum(len(q) for q in self._ready.values())
+        return self._backlog
 
     def hand_over(self, rows: Iterable[dict[str, Any]], ids: Iterable[int]) -> None:
         """Take committed rows this process claimed at insert; deliver them next."""
@@ -162,6 +163,7 @@ class Outbox:
                 self._to_release.append(claimed.id)
             else:
                 self._ready.setdefault(claimed.ordering_key, deque()).append(claimed)
+                self._backlog += 1
         self._wake.set()
 
     def wake(self) -> None:
@@ -197,6 +199,7 @@ class Outbox:
         # for the lease to run out
         self._to_release += [c.id for queue in self._ready.values() for c in queue]
         self._ready.clear()
+        self._backlog = 0
         try:
             await self._release_given_back()
         except Exception:  # the lease returns them anyway
@@ -243,6 +246,7 @@ class Outbox:
             batch.append(queue.popleft())
             if not queue:
                 del self._ready[key]
+        self._backlog -= len(batch)
         return batch
 
     async def run_ready(self) -> int:
@@ -397,7 +401,9 @@ class Outbox:
                 values["next_attempt_at"] = when
                 # the rows behind it in its key wait for it, through the database path
                 self._blocked.add(entry.ordering_key)
-                for later in self._ready.pop(entry.ordering_key, ()):
+                behind = self._ready.pop(entry.ordering_key, deque())
+                self._backlog -= len(behind)
+                for later in behind:
                     unit.outbox_updates.append((later.id, {"claimed_until": None}))
                     given_back = True
             else:

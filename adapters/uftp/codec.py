@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs installed
 
@@ -465,6 +465,15 @@ class _FlexHeader:
     period: date
     congestion_point: str
 
+    def fields(self) -> dict[str, Any]:
+        """The FlexMessage header, as keyword arguments of a model message."""
+        return {
+            "isp_duration": self.isp_duration,
+            "time_zone": self.time_zone,
+            "period": self.period,
+            "congestion_point": self.congestion_point,
+        }
+
 
 def _flex_header(a: _Attrs) -> _FlexHeader:
     try:
@@ -606,10 +615,7 @@ def _decode_flex_request(root: etree._Element, envelope: Envelope) -> FlexReques
     )
     return FlexRequest(
         envelope=envelope,
-        isp_duration=h.isp_duration,
-        time_zone=h.time_zone,
-        period=h.period,
-        congestion_point=h.congestion_point,
+        **h.fields(),
         revision=int(a.req("Revision")),
         expiration=a.when("ExpirationDateTime"),
         isps=isps,
@@ -634,10 +640,7 @@ def _decode_flex_offer(root: etree._Element, envelope: Envelope) -> FlexOffer:
         )
     return FlexOffer(
         envelope=envelope,
-        isp_duration=h.isp_duration,
-        time_zone=h.time_zone,
-        period=h.period,
-        congestion_point=h.congestion_point,
+        **h.fields(),
         expiration=a.when("ExpirationDateTime"),
         currency=a.req("Currency"),
         options=tuple(options),
@@ -654,10 +657,7 @@ def _decode_flex_order(root: etree._Element, envelope: Envelope) -> FlexOrder:
     h = _flex_header(a)
     return FlexOrder(
         envelope=envelope,
-        isp_duration=h.isp_duration,
-        time_zone=h.time_zone,
-        period=h.period,
-        congestion_point=h.congestion_point,
+        **h.fields(),
         isps=_power_isps(root),
         price=a.decimal("Price"),
         currency=a.req("Currency"),

@@ -63,6 +63,13 @@ async def setup(engine: AsyncEngine, peer: Peer, rows: list[dict]) -> tuple[Writ
     return writer, outbox
 
 
+def started(engine: AsyncEngine, peer: object, **settings: float) -> tuple[Writer, Outbox]:
+    """A running writer and a relay (not looping) that delivers "uftp" rows to `peer`."""
+    writer = Writer(engine)
+    writer.start()
+    return writer, Outbox(engine, writer, {"uftp": peer}, OutboxSettings(**settings))
+
+
 async def commit_and_hand_over(
     writer: Writer, outbox: Outbox, rows: list[dict], *, claimed_until: datetime | None = None
 ) -> None:
@@ -176,9 +183,7 @@ async def test_handed_over_rows_are_delivered_without_reading_them_back(
     engine: AsyncEngine,
 ) -> None:
     peer = Peer()
-    writer = Writer(engine)
-    writer.start()
-    outbox = Outbox(engine, writer, {"uftp": peer}, OutboxSettings())
+    writer, outbox = started(engine, peer)
     rows = [row(b"m1", conversation="a"), row(b"m2", conversation="a"), row(b"m3")]
     await commit_and_hand_over(writer, outbox, rows)
     assert await outbox.claim_due(10) == []  # claimed at insert: not the database path's
@@ -193,14 +198,7 @@ async def test_a_failed_handed_over_row_gives_its_key_back_to_the_database_in_or
     engine: AsyncEngine,
 ) -> None:
     peer = Peer([TemporaryDeliveryError("down")])
-    writer = Writer(engine)
-    writer.start()
-    outbox = Outbox(
-        engine,
-        writer,
-        {"uftp": peer},
-        OutboxSettings(retry_base_seconds=0.05, retry_max_seconds=0.1),
-    )
+    writer, outbox = started(engine, peer, retry_base_seconds=0.05, retry_max_seconds=0.1)
     rows = [row(b"first"), row(b"second")]
     await commit_and_hand_over(writer, outbox, rows)
     await outbox.run_ready()  # "first" fails; "second" goes back to the database path
@@ -215,9 +213,7 @@ async def test_a_failed_handed_over_row_gives_its_key_back_to_the_database_in_or
 
 
 async def test_stopping_releases_rows_handed_over_but_not_attempted(engine: AsyncEngine) -> None:
-    writer = Writer(engine)
-    writer.start()
-    outbox = Outbox(engine, writer, {"uftp": Peer()}, OutboxSettings())
+    writer, outbox = started(engine, Peer())
     rows = [row(b"m1")]
     await commit_and_hand_over(writer, outbox, rows)
     await outbox.stop()
@@ -231,14 +227,7 @@ async def test_a_new_row_waits_behind_an_older_row_of_its_key_that_is_retrying(
 ) -> None:
     """Order within a key holds when the fast path meets a row waiting for its retry."""
     peer = Peer([TemporaryDeliveryError("down")])
-    writer = Writer(engine)
-    writer.start()
-    outbox = Outbox(
-        engine,
-        writer,
-        {"uftp": peer},
-        OutboxSettings(retry_base_seconds=0.2, retry_max_seconds=0.3),
-    )
+    writer, outbox = started(engine, peer, retry_base_seconds=0.2, retry_max_seconds=0.3)
 
     async def hand(payload: bytes) -> None:
         rows = [row(payload)]
@@ -262,9 +251,7 @@ async def test_a_new_row_waits_behind_an_older_row_of_its_key_that_is_retrying(
 
 async def test_a_row_whose_claim_ran_out_is_left_to_the_database_path(engine: AsyncEngine) -> None:
     peer = Peer()
-    writer = Writer(engine)
-    writer.start()
-    outbox = Outbox(engine, writer, {"uftp": peer}, OutboxSettings())
+    writer, outbox = started(engine, peer)
     rows = [row(b"m1")]
     await commit_and_hand_over(
         writer, outbox, rows, claimed_until=datetime.now(UTC) + timedelta(milliseconds=500)
@@ -284,9 +271,7 @@ async def test_a_delivery_that_outlasts_its_claim_is_cut_short_and_retried(
         async def deliver(self, destination: str, payload: bytes) -> None:
             await asyncio.sleep(30)
 
-    writer = Writer(engine)
-    writer.start()
-    outbox = Outbox(engine, writer, {"uftp": Hanging()}, OutboxSettings())
+    writer, outbox = started(engine, Hanging())
     rows = [row(b"m1")]
     await commit_and_hand_over(
         writer, outbox, rows, claimed_until=datetime.now(UTC) + timedelta(seconds=1.5)
