@@ -345,11 +345,11 @@ class Pipeline:
                 f"{sender.id} ({envelope.sender_domain}) is registered as {sender.role}, "
                 f"the envelope claims {msg.opened.sender_role}",
             )
-        allowed = SENDER_ROLES.get(kind)
-        if allowed is not sender.role:
+        allowed = SENDER_ROLES[kind]
+        if sender.role not in allowed:
             raise Rejection(
                 r.INVALID_SENDER_ROLE,
-                f"a {kind} must come from a {allowed}; {sender.id} is a {sender.role}",
+                f"a {kind} must come from a {_roles(allowed)}; {sender.id} is a {sender.role}",
             )
         recipient = self.directory.by_domain.get(envelope.recipient_domain)
         if recipient is None:
@@ -357,10 +357,10 @@ class Pipeline:
                 r.UNKNOWN_RECIPIENT_DOMAIN,
                 f"no participant has the UFTP domain {envelope.recipient_domain}",
             )
-        if recipient.role is not RECIPIENT_ROLES[kind]:
+        if recipient.role not in RECIPIENT_ROLES[kind]:
             raise Rejection(
                 r.UNKNOWN_RECIPIENT_DOMAIN,
-                f"a {kind} goes to a {RECIPIENT_ROLES[kind]}; {recipient.id} "
+                f"a {kind} goes to a {_roles(RECIPIENT_ROLES[kind])}; {recipient.id} "
                 f"({envelope.recipient_domain}) is a {recipient.role}",
             )
         msg.recipient = recipient
@@ -598,7 +598,7 @@ class Pipeline:
                 conversation_id=e.conversation_id,
                 sender_domain=self.domain,
                 recipient_domain=e.sender_domain,
-                sender_role=RECIPIENT_ROLES[message.kind],
+                sender_role=_answering_role(msg),
                 timestamp=self.clock(),
                 version=e.version,
             ),
@@ -912,6 +912,18 @@ class Pipeline:
             )
         )
         self._count("ack:rejected")
+
+
+def _answering_role(msg: Inbound) -> Role:
+    """The role gridgate answers in: the recipient's, or the role the message was meant for."""
+    if msg.recipient is not None:
+        return msg.recipient.role
+    assert msg.message is not None
+    return min(RECIPIENT_ROLES[msg.message.kind])
+
+
+def _roles(roles: frozenset[Role]) -> str:
+    return " or ".join(sorted(roles))
 
 
 def flex_isps(message: FlexMessage) -> list[tuple[str, tuple[PowerIsp | RequestIsp, ...]]]:

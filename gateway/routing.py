@@ -12,7 +12,7 @@ from gateway.config import (
     Settings,
     decode_ed25519_public_key,
 )
-from gateway.model import MessageKind, Role
+from gateway.model import RESPONSE_TYPES, MessageKind, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,20 +40,36 @@ class Participant:
         )
 
 
-# Which role may send which message type (UFTP 3 use cases; JAVA UftpRoleInformation)
-SENDER_ROLES: dict[MessageKind, Role] = {
-    MessageKind.FLEX_REQUEST: Role.DSO,
-    MessageKind.FLEX_REQUEST_RESPONSE: Role.AGR,
-    MessageKind.FLEX_OFFER: Role.AGR,
-    MessageKind.FLEX_OFFER_RESPONSE: Role.DSO,
-    MessageKind.FLEX_ORDER: Role.DSO,
-    MessageKind.FLEX_ORDER_RESPONSE: Role.AGR,
+# Which role sends which message type, and to which role (UFTP 3 use cases; NOTES §1)
+_DIRECTIONS: dict[MessageKind, tuple[Role, Role]] = {
+    MessageKind.FLEX_REQUEST: (Role.DSO, Role.AGR),
+    MessageKind.FLEX_OFFER: (Role.AGR, Role.DSO),
+    MessageKind.FLEX_OFFER_REVOCATION: (Role.AGR, Role.DSO),
+    MessageKind.FLEX_ORDER: (Role.DSO, Role.AGR),
+    MessageKind.FLEX_RESERVATION_UPDATE: (Role.DSO, Role.AGR),
+    MessageKind.D_PROGNOSIS: (Role.AGR, Role.DSO),
+    MessageKind.FLEX_SETTLEMENT: (Role.DSO, Role.AGR),
+    MessageKind.METERING: (Role.AGR, Role.DSO),
+    MessageKind.DSO_PORTFOLIO_UPDATE: (Role.DSO, Role.CRO),
+    MessageKind.DSO_PORTFOLIO_QUERY: (Role.DSO, Role.CRO),
+    MessageKind.AGR_PORTFOLIO_UPDATE: (Role.AGR, Role.CRO),
+    MessageKind.AGR_PORTFOLIO_QUERY: (Role.AGR, Role.CRO),
 }
+for _cls in RESPONSE_TYPES.values():  # a response goes back the way its request came
+    _sender, _recipient = _DIRECTIONS[_cls.answers]
+    _DIRECTIONS[_cls.kind] = (_recipient, _sender)
 
-# ...and to which role it goes
-RECIPIENT_ROLES: dict[MessageKind, Role] = {
-    kind: (Role.AGR if role is Role.DSO else Role.DSO) for kind, role in SENDER_ROLES.items()
-}
+USEF_ROLES = frozenset({Role.DSO, Role.AGR, Role.CRO})
+
+# Which roles may send which message type (JAVA UftpRoleInformation); TestMessage: any
+SENDER_ROLES: dict[MessageKind, frozenset[Role]] = {
+    kind: frozenset({sender}) for kind, (sender, _) in _DIRECTIONS.items()
+} | {MessageKind.TEST_MESSAGE: USEF_ROLES, MessageKind.TEST_MESSAGE_RESPONSE: USEF_ROLES}
+
+# ...and which roles may receive it
+RECIPIENT_ROLES: dict[MessageKind, frozenset[Role]] = {
+    kind: frozenset({recipient}) for kind, (_, recipient) in _DIRECTIONS.items()
+} | {MessageKind.TEST_MESSAGE: USEF_ROLES, MessageKind.TEST_MESSAGE_RESPONSE: USEF_ROLES}
 
 
 @dataclass
