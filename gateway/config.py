@@ -84,6 +84,10 @@ class GatewaySettings(Strict):
     rate_limit_per_second: float = Field(default=5000.0, gt=0)
     # messages waiting for their commit or their delivery before HTTP 429 (back-pressure)
     max_pending: int = Field(default=2000, gt=0)
+    # gridgate is the common reference operator (CRO) for its own domain: it answers
+    # DSOPortfolioUpdate/Query and AGRPortfolioUpdate/Query addressed to it from what the
+    # DSOs and aggregators registered
+    cro: bool = False
 
     @field_validator("listen")
     @classmethod
@@ -145,7 +149,8 @@ class OutboxSettings(Strict):
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     # how long a message gridgate originates stays deliverable when it carries no expiry
-    default_validity_hours: float = Field(default=24.0, gt=0)
+    # (and is retried for: the UFTP transport appendix asks for at least an hour of back-off)
+    default_validity_hours: float = Field(default=24.0, ge=1.0)
     batch_size: int = Field(default=200, gt=0)
     # a claimed row is someone's for this long; after a crash its rows come back after it.
     # It must outlast one delivery attempt (the HTTP timeout is 30 s).
