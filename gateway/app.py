@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -104,7 +104,10 @@ class Gateway:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         serve_http: bool = True,
+        extras: Mapping[str, Any] | None = None,
     ) -> None:
+        """`extras` are handed to the adapters before they install (Registry.extras): e.g.
+        `uftp.resolver`, the DNS resolver of participant discovery (tests: a fake zone)."""
         self.settings = settings
         self.clock = clock
         self.serve_http = serve_http
@@ -113,6 +116,7 @@ class Gateway:
             settings=settings,
             directory=self.directory,
             signing_key=load_signing_key(settings.gateway.signing_key_file),
+            extras=dict(extras or {}),
         )
         for ep in entry_points(group="gridgate.adapters"):
             install: Callable[[Registry], None] = ep.load()

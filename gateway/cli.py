@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import base64
 import logging
+import os
+import re
 import signal
 import sys
 from pathlib import Path
 
-from gateway.config import Settings, load_settings
+from gateway.config import DOMAIN_RE, Settings, load_settings
 from gateway.errors import ConfigError
 from gateway.tasks import run
 
@@ -36,9 +38,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"{settings.market.time_zone}"
     )
     for p in directory.participants.values():
+        keys = "keys and endpoint by DNS" if p.found_by_dns else f"{len(p.public_keys)} key(s)"
         print(
             f"  {p.role:<3} {p.id:<16} {p.uftp_domain or '-':<28} "
-            f"{len(p.public_keys)} key(s)  endpoint {p.endpoint or '-'}  "
+            f"{keys}  endpoint {p.endpoint or '-'}  "
             f"mqtt {p.mqtt_prefix or '-'}"
         )
         for cp in p.congestion_points:
@@ -129,31 +132,78 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
+    """Write a UFTP key pair; print the public key and what to publish in DNS."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    key = Ed25519PrivateKey.generate()
-    seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    from adapters.uftp.discovery import (
+        DiscoveryError,
+        cs1_value,
+        endpoint_record_name,
+        key_record_name,
+        parse_cs1_key,
+        version_record_name,
+    )
+    from adapters.uftp.signing import generate_key_pair, private_key_b64, public_key_b64
+
+    if bool(args.domain) != bool(args.role):
+        print(
+            "keys new: --domain and --role go together (the record name needs both)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.domain and not re.match(DOMAIN_RE, args.domain):
+        print(
+            f"keys new: --domain {args.domain!r} is not a lower-case domain name", file=sys.stderr
+        )
+        return 2
+    previous: str | None = args.previous
+    if previous is not None:
+        try:
+            parse_cs1_key("--previous", previous)
+        except DiscoveryError as e:
+            print(f"keys new: {e}", file=sys.stderr)
+            return 2
     path = Path(args.out)
-    if path.exists() and not args.force:
-        print(f"{path} exists; use --force to replace it", file=sys.stderr)
-        return 1
+    # the secret of the box key: UFTP defines crypto_box for section encryption, which no
+    # implementation uses (NOTES §2), but the published box key must have an owner
+    box_path = path.with_name(path.name + ".box")
+    for target in (path, box_path):
+        if target.exists() and not args.force:
+            print(f"{target} exists; use --force to replace it", file=sys.stderr)
+            return 1
+    key, public = generate_key_pair()
+    box = X25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(base64.b64encode(seed + public).decode() + "\n")
-    path.chmod(0o600)
-    b64 = base64.b64encode(public).decode()
-    # UFTP DNS discovery carries the signing key followed by the (unused) box key
-    txt = "cs1." + base64.b64encode(public + bytes(32)).decode()
+    _write_secret(path, private_key_b64(key))
+    _write_secret(box_path, base64.b64encode(box.private_bytes_raw()).decode())
+    txt = cs1_value(base64.b64decode(public_key_b64(public)), box.public_key().public_bytes_raw())
     print(f"secret key written to {path} (libsodium 64-byte form, base64)")
-    print(f"public key: {b64}")
+    print(f"box secret key written to {box_path} (X25519, base64; UFTP does not encrypt yet)")
+    print(f"public key: {public_key_b64(public)}")
     print(f"DNS TXT value: {txt}")
+    for role in args.role or ():
+        name = key_record_name(args.domain, role)
+        if previous is None:
+            print(f'DNS record: {name}. IN TXT "{txt}"')
+            continue
+        # gridgate verifies with either key; shapeshifter-uftp only with the first string
+        print(f"key rotation of {name}:")
+        print(f'  1. publish both, the key in use first:   IN TXT "{previous}" "{txt}"')
+        print(f'  2. signing with {path}, new key first:   IN TXT "{txt}" "{previous}"')
+        print(f'  3. a day later, the new key alone:      IN TXT "{txt}"')
+    if args.domain:
+        print(f'with: {version_record_name(args.domain)}. IN TXT "3.1.0"')
+        for role in args.role:
+            print(f"      {endpoint_record_name(args.domain, role)}. IN CNAME <endpoint host>.")
     return 0
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only (created so, never world-readable)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(text + "\n")
 
 
 def cmd_certs_init(args: argparse.Namespace) -> int:
@@ -207,9 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="UFTP signing keys").add_subparsers(
         dest="keys_command", required=True
     )
-    p = keys.add_parser("new", help="write a new Ed25519 key pair")
-    p.add_argument("out", help="file for the secret key")
+    p = keys.add_parser("new", help="write a new Ed25519 key pair; print its DNS TXT value (cs1.)")
+    p.add_argument("out", help="file for the secret key (the box key's secret goes to OUT.box)")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--domain", help="the UFTP domain the key signs for, to print the record")
+    p.add_argument(
+        "--role",
+        action="append",
+        choices=["DSO", "AGR", "CRO"],
+        help="a role the domain sends as (repeatable): one _<ROLE>._usef record each",
+    )
+    p.add_argument(
+        "--previous",
+        metavar="CS1",
+        help="the cs1. value published now: print the records of a key rotation",
+    )
     p.set_defaults(func=cmd_keys_new)
 
     certs = sub.add_parser("certs", help="TLS material").add_subparsers(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.config import (
     CongestionPointSettings,
@@ -14,6 +15,11 @@ from gateway.config import (
 )
 from gateway.model import RESPONSE_TYPES, MessageKind, Role
 
+# The endpoint of a participant found by DNS is `dns:<uftp_domain>`: the channel's deliverer
+# looks the URL up at each attempt (adapters/uftp/discovery.py), so a lookup that fails is
+# retried by the outbox and a moved endpoint is followed, rather than decided at routing.
+DISCOVERED_ENDPOINT = "dns:"
+
 
 @dataclass(frozen=True, slots=True)
 class Participant:
@@ -21,23 +27,32 @@ class Participant:
     role: Role
     uftp_domain: str | None
     endpoint: str | None
+    # empty for a participant found by DNS: its keys are looked up (adapters/uftp/discovery)
     public_keys: tuple[bytes, ...]
     mqtt_prefix: str | None
     congestion_points: tuple[CongestionPointSettings, ...]
     resources: tuple[ResourceSettings, ...]
+    # where its keys and endpoint come from: the operator config, or DNS for its uftp_domain
+    discovery: Literal["config", "dns"] = "config"
 
     @classmethod
     def from_settings(cls, p: ParticipantSettings) -> Participant:
+        found_by_dns = p.discovery == "dns"
         return cls(
             id=p.id,
             role=p.role_enum,
             uftp_domain=p.uftp_domain,
-            endpoint=p.endpoint,
+            endpoint=f"{DISCOVERED_ENDPOINT}{p.uftp_domain}" if found_by_dns else p.endpoint,
             public_keys=tuple(decode_ed25519_public_key(k) for k in p.public_keys),
             mqtt_prefix=p.mqtt_prefix,
             congestion_points=tuple(p.congestion_points),
             resources=tuple(p.resources),
+            discovery=p.discovery,
         )
+
+    @property
+    def found_by_dns(self) -> bool:
+        return self.discovery == "dns"
 
 
 # Which role sends which message type, and to which role (UFTP 3 use cases; NOTES §1)
@@ -59,6 +74,9 @@ for _cls in RESPONSE_TYPES.values():  # a response goes back the way its request
     _sender, _recipient = _DIRECTIONS[_cls.answers]
     _DIRECTIONS[_cls.kind] = (_recipient, _sender)
 
+# the messages a common reference operator (CRO) receives
+CRO_KINDS = frozenset(kind for kind, (_, recipient) in _DIRECTIONS.items() if recipient is Role.CRO)
+
 USEF_ROLES = frozenset({Role.DSO, Role.AGR, Role.CRO})
 
 # Which roles may send which message type (JAVA UftpRoleInformation); TestMessage: any
@@ -74,7 +92,11 @@ RECIPIENT_ROLES: dict[MessageKind, frozenset[Role]] = {
 
 @dataclass
 class Directory:
-    """The participant directory, built once from the operator config."""
+    """The participant directory, built once from the operator config.
+
+    It is who may do what; for a participant found by DNS, its keys and endpoint are looked
+    up separately (adapters/uftp/discovery.py) and never change who it is or what it owns.
+    """
 
     participants: dict[str, Participant] = field(default_factory=dict)
     by_domain: dict[str, Participant] = field(default_factory=dict)

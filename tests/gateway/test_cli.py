@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import update
 
 from gateway.app import load_signing_key
@@ -27,9 +28,65 @@ def test_keys_new_writes_a_libsodium_secret_key_and_prints_the_public_key(
     raw = base64.b64decode(path.read_text())
     assert len(raw) == 64 and path.stat().st_mode & 0o777 == 0o600
     public = base64.b64encode(raw[32:]).decode()
-    assert f"public key: {public}" in out and "DNS TXT value: cs1." in out
+    assert f"public key: {public}" in out
     load_signing_key(path)  # the seed and the public half agree
+    # UFTP transport appendix, CS1: `cs1.` + base64(signing key ‖ box key), the box key a
+    # crypto_box (X25519) key whose secret is kept beside the signing key
+    txt = next(line for line in out.splitlines() if line.startswith("DNS TXT value: "))
+    both = base64.b64decode(txt.removeprefix("DNS TXT value: cs1."))
+    box_path = tmp_path / "k" / "gw.key.box"
+    box = X25519PrivateKey.from_private_bytes(base64.b64decode(box_path.read_text()))
+    assert both == raw[32:] + box.public_key().public_bytes_raw()
+    assert box_path.stat().st_mode & 0o777 == 0o600
     assert main(["keys", "new", str(path)]) == 1  # never overwritten without --force
+    assert main(["keys", "new", str(path), "--force"]) == 0
+    assert base64.b64decode(path.read_text()) != raw
+
+
+def test_keys_new_prints_the_records_to_publish_for_each_role(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["keys", "new", str(tmp_path / "gw.key"), "--domain", "gridgate.example.com"]
+    assert main([*args, "--role", "AGR", "--role", "DSO"]) == 0
+    out = capsys.readouterr().out
+    txt = next(line for line in out.splitlines() if line.startswith("DNS TXT value: "))
+    value = txt.removeprefix("DNS TXT value: ")
+    assert f'DNS record: _AGR._usef.gridgate.example.com. IN TXT "{value}"' in out
+    assert f'DNS record: _DSO._usef.gridgate.example.com. IN TXT "{value}"' in out
+    assert '_usef.gridgate.example.com. IN TXT "3.1.0"' in out
+    assert "_http._AGR._usef.gridgate.example.com. IN CNAME" in out
+
+
+def test_keys_new_prints_the_steps_of_a_key_rotation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """UFTP transport appendix, DNS: old and new key are both listed for a while (~24 h)."""
+    assert main(["keys", "new", str(tmp_path / "old.key")]) == 0
+    old = capsys.readouterr().out.split("DNS TXT value: ")[1].split()[0]
+    args = ["keys", "new", str(tmp_path / "new.key"), "--domain", "dso.example.com"]
+    assert main([*args, "--role", "DSO", "--previous", old]) == 0
+    out = capsys.readouterr().out
+    new = out.split("DNS TXT value: ")[1].split()[0]
+    assert "key rotation of _DSO._usef.dso.example.com:" in out
+    assert f'IN TXT "{old}" "{new}"' in out  # 1. both, the key in use first
+    assert f'IN TXT "{new}" "{old}"' in out  # 2. signing with the new key
+    assert out.rstrip().count(f'IN TXT "{new}"') == 2  # 3. (and 2.) the new key first
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (["--domain", "dso.example.com"], "--domain and --role go together"),
+        (["--domain", "DSO.example", "--role", "DSO"], "is not a lower-case domain name"),
+        (["--domain", "d.example.com", "--role", "DSO", "--previous", "AAAA"], "'cs1.'"),
+    ],
+)
+def test_keys_new_refuses_an_incomplete_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], problem: str
+) -> None:
+    assert main(["keys", "new", str(tmp_path / "gw.key"), *extra]) == 2
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "gw.key").exists()
 
 
 def test_certs_init_writes_a_ca_that_verifies_the_server_certificate(tmp_path: Path) -> None:
@@ -51,7 +108,7 @@ def test_db_upgrade_and_audit_verify_name_the_first_broken_entry(
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'gg.db'}"
     assert main(["db", "upgrade", "--database", url]) == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "revision 0002" in capsys.readouterr().out
 
     async def fill_and_forge(forge: bool) -> None:
         engine = create_engine(url)

@@ -126,3 +126,71 @@ def test_config_check_prints_errors_and_fails(
 def test_the_example_config_is_valid() -> None:
     settings = load_settings(ROOT / "config" / "example.toml")
     assert {p.role for p in settings.participants} >= {"DSO", "AGR"}
+
+
+def dns_topology() -> str:
+    """The DSO found by DNS: its keys and endpoint are not in the config."""
+    return topology().replace(
+        'uftp_domain = "dso.example.com"\npublic_keys = [',
+        'uftp_domain = "dso.example.com"\ndiscovery = "dns"\n# public_keys = [',
+    )
+
+
+def test_a_participant_found_by_dns_keeps_its_ownership_in_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.routing import Directory
+
+    settings = load_settings(write(tmp_path, dns_topology()))
+    dso = Directory.from_settings(settings).participants["dso-1"]
+    assert dso.found_by_dns and dso.public_keys == ()
+    assert dso.endpoint == "dns:dso.example.com"  # looked up at each delivery attempt
+    assert [cp.ean for cp in dso.congestion_points] == ["ean.871685900012636543"]
+    assert main(["config", "check", str(tmp_path / "gridgate.toml")]) == 0
+    assert "keys and endpoint by DNS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (
+            'discovery = "dns"\n# public_keys',
+            'discovery = "dns"\npublic_keys',
+            'participants[0]: discovery = "dns": public_keys and endpoint come from DNS '
+            "(TXT _DSO._usef.dso.example.com, CNAME _http._DSO._usef.dso.example.com)",
+        ),
+        (
+            'discovery = "dns"\n',
+            'discovery = "dns"\nendpoint = "https://dso.example.com/x"\n',
+            "public_keys and endpoint come from DNS",
+        ),
+        (
+            'uftp_domain = "dso.example.com"\ndiscovery = "dns"',
+            'discovery = "dns"',
+            'discovery = "dns" needs a uftp_domain',
+        ),
+        ('discovery = "dns"', 'discovery = "ldap"', "participants[0].discovery: Input should be"),
+    ],
+)
+def test_dns_discovery_is_refused_where_it_cannot_work(
+    tmp_path: Path, before: str, after: str, expected: str
+) -> None:
+    body = dns_topology().replace(before, after, 1)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, body))
+    assert expected in str(caught.value)
+
+
+def test_an_iso_cannot_be_found_by_dns(tmp_path: Path) -> None:
+    body = """
+[gateway]
+uftp_domain = "gridgate.example.com"
+signing_key_file = "gw.key"
+[[participants]]
+id = "tso"
+role = "ISO"
+uftp_domain = "tso.example.com"
+discovery = "dns"
+"""
+    with pytest.raises(ConfigError, match="only the USEF roles DSO, AGR and CRO publish _usef"):
+        load_settings(write(tmp_path, body))
