@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -72,6 +74,52 @@ class TlsSettings(Strict):
     client_ca: Path | None = None
 
 
+def _is_loopback_host(host: str) -> bool:
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def https_url(value: str) -> str:
+    """Accept an https URL, or plain http to a loopback host (a test set-up); refuse the rest."""
+    parts = urlsplit(value)
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        raise ValueError(f"expected an https URL, got {value!r}")
+    if parts.scheme == "http" and not _is_loopback_host(parts.hostname):
+        raise ValueError(f"expected https (plain http only to loopback), got {value!r}")
+    return value
+
+
+JwsAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+DEFAULT_JWS: tuple[JwsAlgorithm, ...] = ("RS256", "ES256")
+
+
+class InboundOAuthSettings(Strict):
+    """Peers must present an OAuth 2.0 bearer token (RFC 6750): a JWT access token (RFC 9068)
+    the operator's authorization server signed, checked against its published keys."""
+
+    # the authorization server's `iss`, and its JWK Set (RFC 7517) with the signing keys
+    issuer: str = Field(min_length=1)
+    jwks_url: str
+    # the `aud` tokens for gridgate carry
+    audience: str = Field(min_length=1)
+    # when set, the token's `scope` (or `scp`) must include this scope
+    scope: str | None = None
+    # the JWS algorithms accepted: asymmetric only, never `none` or a shared-secret HMAC
+    algorithms: list[JwsAlgorithm] = Field(default_factory=lambda: [*DEFAULT_JWS], min_length=1)
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str) -> str:
+        return https_url(value)
+
+
 class GatewaySettings(Strict):
     listen: str = "127.0.0.1:8080"
     database_url: str = "sqlite+aiosqlite:///gridgate.db"
@@ -88,6 +136,8 @@ class GatewaySettings(Strict):
     # DSOPortfolioUpdate/Query and AGRPortfolioUpdate/Query addressed to it from what the
     # DSOs and aggregators registered
     cro: bool = False
+    # when set, every UFTP POST must carry a valid bearer token (HTTP 401 otherwise)
+    oauth: InboundOAuthSettings | None = None
 
     @field_validator("listen")
     @classmethod
@@ -163,6 +213,9 @@ class CongestionPointSettings(Strict):
     # the first-cut grid check: |sum of accepted order power| per ISP stays within this (W)
     limit_w: int = Field(gt=0)
     name: str = ""
+    # whether aggregators may offer several mutually exclusive options in one FlexOffer
+    # (UFTP MutexOffersSupported, as the DSO registers it with the CRO)
+    mutex_offers_supported: bool = True
 
 
 class ResourceSettings(Strict):
@@ -179,6 +232,26 @@ class ResourceSettings(Strict):
         return self
 
 
+class OAuthClientSettings(Strict):
+    """The OAuth 2.0 client credentials grant (RFC 6749 §4.4) gridgate uses to send to a
+    participant: each POST carries the access token as `Authorization: Bearer` (RFC 6750)."""
+
+    token_url: str
+    client_id: str = Field(min_length=1)
+    # the client secret, alone in a file of its own (like the signing key)
+    client_secret_file: Path
+    # the scopes to ask for, space-separated; the authorization server's default when absent
+    scope: str | None = None
+    # how gridgate authenticates to the token endpoint (RFC 6749 §2.3.1): HTTP Basic, which
+    # every authorization server supports, or in the form body as shapeshifter-uftp does
+    client_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str) -> str:
+        return https_url(value)
+
+
 class ParticipantSettings(Strict):
     id: Ident
     role: Literal["ISO", "DSO", "AGR", "CRO"]
@@ -186,9 +259,14 @@ class ParticipantSettings(Strict):
     endpoint: str | None = None
     # Ed25519 public keys in base64; two at once during a key rotation
     public_keys: list[str] = Field(default_factory=list, max_length=2)
+    # "dns": public_keys and endpoint are looked up under _usef.<uftp_domain> (UFTP transport
+    # appendix, service discovery); what it may do and owns stays in this config
+    discovery: Literal["config", "dns"] = "config"
     mqtt_prefix: str | None = Field(default=None, pattern=MQTT_PREFIX_RE)
     congestion_points: list[CongestionPointSettings] = Field(default_factory=list)
     resources: list[ResourceSettings] = Field(default_factory=list)
+    # when set, gridgate gets a bearer token for each POST to this participant's endpoint
+    oauth: OAuthClientSettings | None = None
 
     @field_validator("public_keys")
     @classmethod
@@ -210,9 +288,27 @@ class ParticipantSettings(Strict):
             raise ValueError("only a DSO owns congestion_points")
         if self.resources and self.role != "AGR":
             raise ValueError("only an AGR registers resources")
-        if self.uftp_domain and not self.public_keys:
-            raise ValueError("a participant with a uftp_domain needs public_keys to verify it")
+        if self.discovery == "dns":
+            self._check_dns_discovery()
+        elif self.uftp_domain and not self.public_keys:
+            raise ValueError(
+                "a participant with a uftp_domain needs public_keys to verify it "
+                '(or discovery = "dns")'
+            )
         return self
+
+    def _check_dns_discovery(self) -> None:
+        rule = 'discovery = "dns"'
+        if not self.uftp_domain:
+            raise ValueError(f"{rule} needs a uftp_domain: the records are looked up under it")
+        if self.role not in ("DSO", "AGR", "CRO"):
+            raise ValueError(f"{rule}: only the USEF roles DSO, AGR and CRO publish _usef records")
+        if self.public_keys or self.endpoint:
+            raise ValueError(
+                f"{rule}: public_keys and endpoint come from DNS (TXT _{self.role}._usef."
+                f"{self.uftp_domain}, CNAME _http._{self.role}._usef.{self.uftp_domain}); "
+                "remove them here"
+            )
 
     @property
     def role_enum(self) -> Role:
@@ -310,6 +406,11 @@ def settings_from_dict(data: dict[str, Any], *, path: Path, base: Path) -> Setti
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make file paths in the config relative to the config file's folder."""
+    participants = data.get("participants")
+    for participant in participants if isinstance(participants, list) else []:
+        oauth = participant.get("oauth") if isinstance(participant, dict) else None
+        if isinstance(oauth, dict) and isinstance(oauth.get("client_secret_file"), str):
+            oauth["client_secret_file"] = base / oauth["client_secret_file"]
     gateway = data.get("gateway")
     if not isinstance(gateway, dict):
         return

@@ -4,6 +4,10 @@
 appendix); the business answer follows as its own signed POST. 400 bad content type or
 XML/XSD failure, 401 signature, 411 no Content-Length, 413 too large, 429 rate limit or
 back-pressure, 503 the store is down (temporary: the sender retries).
+
+With `gateway.oauth`, a POST without a valid bearer token is answered 401 before its body
+is read, with `WWW-Authenticate` (RFC 6750 §3); 503 while the issuer's keys cannot be
+fetched (gridgate's problem, so the sender retries).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from adapters.uftp.oauth import BEARER_RULE, BearerCheck, BearerRejected, KeysUnavailable
 from adapters.uftp.rejections import UftpReason
 
 if TYPE_CHECKING:
@@ -24,8 +29,16 @@ CONTENT_TYPES = {"text/xml", "application/xml"}
 def routes(gateway: Gateway) -> list[web.RouteDef]:
     pipeline = gateway.pipeline
     max_bytes = gateway.settings.gateway.max_body_bytes
+    oauth = gateway.settings.gateway.oauth
+    bearer = BearerCheck(oauth) if oauth is not None else None
 
-    async def refuse(request: web.Request, status: int, rule: str, detail: str) -> web.Response:
+    async def refuse(
+        request: web.Request,
+        status: int,
+        rule: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
         receipt = await pipeline.refuse(
             peer=request.remote or "",
             status=status,
@@ -33,9 +46,19 @@ def routes(gateway: Gateway) -> list[web.RouteDef]:
             detail=detail,
             size=request.content_length,
         )
-        return web.Response(status=receipt.status, text=receipt.text)
+        if receipt.status != status:  # not audited: the store's 503 stands alone
+            headers = None
+        return web.Response(status=receipt.status, text=receipt.text, headers=headers)
 
     async def receive(request: web.Request) -> web.Response:
+        if bearer is not None:
+            try:
+                await bearer.check(request.headers.get("Authorization"))
+            except BearerRejected as e:
+                headers = {"WWW-Authenticate": e.challenge}
+                return await refuse(request, 401, BEARER_RULE, e.detail, headers)
+            except KeysUnavailable as e:
+                return web.Response(status=503, text=str(e), headers={"Retry-After": "30"})
         if request.content_type not in CONTENT_TYPES:
             return await refuse(
                 request,

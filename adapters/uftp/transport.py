@@ -6,19 +6,28 @@ the outbox retries: 400, 401 and 411 are final; 419, 429, 5xx, 404, timeouts, co
 errors and unknown codes (such as Cloudflare's 524, JAVA #153) are temporary. Only 307 and
 308 are followed, at most twice, keeping the method and body (JAVA #55). Plain `http` is
 refused except to a loopback address (JAVA #71).
+
+A participant configured with `oauth` gets `Authorization: Bearer <token>` on each POST
+(adapters.uftp.oauth); on a 401 the sender asks for a fresh token once and posts again
+before the 401 counts as final. The token goes only to the configured endpoint's origin: a
+redirect to another host is followed without it, as HTTP clients do with credentials.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import ssl
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from gateway.errors import PermanentDeliveryError, TemporaryDeliveryError
+
+if TYPE_CHECKING:
+    from adapters.uftp.oauth import ClientCredentials
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 MAX_REDIRECTS = 2
@@ -96,6 +105,12 @@ def check_redirect(configured: str, target: str) -> None:
         )
 
 
+def same_origin(a: str, b: str) -> bool:
+    """Whether two URLs share scheme, host and port (RFC 6454), so one token serves both."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
 class UftpSender:
     """Deliver signed UFTP messages by HTTP POST, over one shared aiohttp session."""
 
@@ -106,11 +121,14 @@ class UftpSender:
         connect_timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = "gridgate",
+        tokens: Mapping[str, ClientCredentials] | None = None,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        # the OAuth client credentials per configured endpoint URL
+        self._tokens: Mapping[str, ClientCredentials] = tokens or {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -122,17 +140,33 @@ class UftpSender:
             )
         return self._session
 
-    async def deliver(self, url: str, body: bytes) -> None:
+    async def deliver(self, url: str, body: bytes, *, domain: str | None = None) -> None:
         """POST `body` (a SignedMessage) to `url`; return on 2xx, raise otherwise.
 
-        Raises PeerRefused (a PermanentDeliveryError) on 400/401/411, PermanentDeliveryError
-        for a URL that is not https, and PeerUnavailable (a TemporaryDeliveryError) for
-        everything worth retrying.
+        `domain` names the recipient whose `url` was discovered rather than configured, so
+        its OAuth credentials are found. Raises PeerRefused (a PermanentDeliveryError) on
+        400/401/411, PermanentDeliveryError for a URL that is not https, PeerUnavailable
+        (a TemporaryDeliveryError) for everything worth retrying, and oauth.TokenUnavailable
+        (temporary) when no access token can be had.
         """
+        credentials = self._tokens.get(url)
+        if credentials is None and domain is not None:
+            credentials = self._tokens.get(domain)
         target = url
+        refreshed = False
         for hop in range(MAX_REDIRECTS + 1):
             check_url(target)
-            status, location, text = await self._post(target, body)
+            token = None
+            if credentials is not None and same_origin(url, target):
+                token = await credentials.token(self._client(), self._ssl)
+            status, location, text = await self._post(target, body, token)
+            if status == 401 and credentials is not None and token is not None and not refreshed:
+                # the peer may have revoked the token or rotated its keys before it ran out:
+                # one fresh token and one more POST before the 401 is final (RFC 6750 §3.1)
+                credentials.forget(token)
+                refreshed = True
+                token = await credentials.token(self._client(), self._ssl)
+                status, location, text = await self._post(target, body, token)
             if 200 <= status < 300:
                 return
             if status in _REDIRECTS:
@@ -149,12 +183,17 @@ class UftpSender:
             raise PeerUnavailable(target, f"HTTP {status}: {text or '(no text)'}", status)
         raise PeerUnavailable(url, f"more than {MAX_REDIRECTS} redirects (last to {target})")
 
-    async def _post(self, url: str, body: bytes) -> tuple[int, str | None, str]:
+    async def _post(
+        self, url: str, body: bytes, token: str | None = None
+    ) -> tuple[int, str | None, str]:
+        headers = {"Content-Type": CONTENT_TYPE}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             async with self._client().post(
                 url,
                 data=body,
-                headers={"Content-Type": CONTENT_TYPE},
+                headers=headers,
                 allow_redirects=False,
                 ssl=self._ssl,
             ) as response:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sqlalchemy import select
 
 from adapters.uftp.transport import PeerRefused, PeerUnavailable, UftpSender, check_url
 from gateway.errors import PermanentDeliveryError, TemporaryDeliveryError
@@ -267,3 +270,95 @@ def test_a_redirect_to_another_public_https_host_is_followed() -> None:
     from adapters.uftp.transport import check_redirect
 
     check_redirect("https://peer.example.com/x", "https://uftp2.peer.example.com/x")
+
+
+async def test_a_redirect_without_a_location_is_temporary(sender: UftpSender) -> None:
+    app = web.Application()
+
+    async def nowhere(_: web.Request) -> web.Response:
+        return web.Response(status=307)
+
+    app.router.add_post(PATH, nowhere)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        with pytest.raises(PeerUnavailable, match="HTTP 307 without a Location"):
+            await sender.deliver(f"http://127.0.0.1:{server.port}{PATH}", BODY)
+    finally:
+        await server.close()
+
+
+def test_messages_stay_deliverable_for_at_least_an_hour() -> None:
+    """UFTP transport appendix: "retry with exponential back-off for at least 1 h" — the
+    validity of a message without an expiry of its own is configurable, never under 1 h."""
+    from pydantic import ValidationError
+
+    from gateway.config import OutboxSettings
+
+    assert OutboxSettings().default_validity_hours >= 1
+    assert OutboxSettings(default_validity_hours=1.0).default_validity_hours == 1.0
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        OutboxSettings(default_validity_hours=0.5)
+
+
+async def test_a_peer_that_stays_down_is_retried_with_exponential_backoff_for_an_hour(
+    peer: tuple[Peer, str], tmp_path: Path
+) -> None:
+    """UFTP transport appendix: 5xx is temporary; retry with exponential back-off for at least
+    1 h. The real sender against a peer answering 503, the real outbox on a clock the test
+    moves: attempts 1, 2, 4 … s apart, capped at `retry_max_seconds`, until the hour is up."""
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.audit.chain import AuditDraft
+    from gateway.config import OutboxSettings
+    from gateway.outbox import Outbox, outbox_row
+    from gateway.store.db import create_engine, migrate
+    from gateway.store.models import OutboxEntry
+    from gateway.store.writer import Unit, Writer
+
+    recorder, base = peer
+    settings = OutboxSettings()  # the defaults: 1 s doubling, at most 300 s apart
+    start = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    clock = [start]
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    await migrate(engine)
+    writer = Writer(engine, clock=lambda: clock[0])
+    writer.start()
+    sender = UftpSender(timeout=2.0)
+    outbox = Outbox(engine, writer, {"uftp": sender}, settings, clock=lambda: clock[0])
+    try:
+        validity = timedelta(hours=settings.default_validity_hours)
+        expires = start + min(validity, timedelta(hours=1))  # the shortest allowed
+        row = outbox_row(
+            channel="uftp",
+            destination=f"{base}/status/503",
+            recipient="agr",
+            payload=BODY,
+            message_id="m1",
+            conversation_id="c1",
+            expires_at=expires,
+            now=start,
+        )
+        await writer.submit(Unit(audit=[AuditDraft("test", "t", {})], outbox=[row]))
+        attempts: list[datetime] = []
+        for _ in range(100):
+            async with engine.connect() as conn:
+                entry = (await conn.execute(select(OutboxEntry))).one()
+            if entry.status != "pending":
+                break
+            clock[0] = max(clock[0], entry.next_attempt_at)
+            before = len(recorder.received)
+            await outbox.run_once()
+            if len(recorder.received) > before:
+                attempts.append(clock[0])
+        assert entry.status == "expired"
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(attempts)]
+        for n, gap in enumerate(gaps[:8]):  # doubling, ±20 % jitter
+            assert 0.8 * 2**n <= gap <= 1.2 * 2**n
+        assert max(gaps) <= 1.2 * settings.retry_max_seconds
+        assert attempts[-1] >= expires - timedelta(seconds=1.2 * settings.retry_max_seconds)
+        assert all(a < expires for a in attempts)
+    finally:
+        await sender.aclose()
+        await writer.stop()
+        await engine.dispose()
