@@ -149,7 +149,7 @@ def _sign_chunk(args: tuple[bytes, int, int, int]) -> list[tuple[str, bytes]]:
             price=Decimal("10.00"),
             currency="EUR",
             order_reference=f"BENCH-{i}",
-            flex_offer_message_id=str(uuid.uuid4()),
+            unsolicited=True,
         )
         signed = signing.sign(codec.encode(order), key)
         out.append(

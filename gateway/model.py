@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
@@ -123,7 +123,7 @@ class Envelope:
     recipient_domain: str
     sender_role: Role
     timestamp: datetime
-    version: str = "3.0.0"
+    version: str = "3.1.0"
     protocol: str = "uftp"
     # SHA-256 (hex) of the raw bytes as received (the signed envelope), "" for outbound drafts
     raw_digest: str = ""
@@ -232,6 +232,18 @@ class FlexOrder(FlexMessage):
     def power_by_isp(self) -> dict[int, int]:
         """Return the ordered power per ISP index, Duration expanded."""
         return {i: isp.power for isp in self.isps for i in isp.indices}
+
+    def activated_power_by_isp(self) -> dict[int, int]:
+        """Return the power the order activates per ISP: the ordered power times the
+        ActivationFactor, in whole watts (half away from zero)."""
+        powers = self.power_by_isp()
+        factor = self.activation_factor
+        if factor == 1:
+            return powers
+        return {
+            i: int((p * factor).to_integral_value(rounding=ROUND_HALF_UP))
+            for i, p in powers.items()
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -101,6 +101,9 @@ def outbox_row(
     }
 
 
+Undelivered = Callable[[Claimed, str, str | None, Unit], Awaitable[None]]
+
+
 class Outbox:
     """The relay: delivers handed-over and due rows, records each outcome."""
 
@@ -132,6 +135,9 @@ class Outbox:
         self._to_release: list[int] = []
         self._stopping = False
         self.delivered = 0
+        # told of each row that expired or failed for good, to add to the same commit what
+        # that means (gridgate tells the message's sender it was not delivered)
+        self.on_undelivered: Undelivered | None = None
 
     @property
     def lease(self) -> timedelta:
@@ -409,6 +415,11 @@ class Outbox:
             else:
                 values["status"] = outcome
                 self.delivered += outcome == "delivered"
+                if outcome != "delivered" and self.on_undelivered is not None:
+                    try:
+                        await self.on_undelivered(entry, outcome, error, unit)
+                    except Exception:  # the outcome is recorded whatever the hook does
+                        log.exception("could not report outbox entry %d undelivered", entry.id)
             unit.outbox_updates.append((entry.id, values))
             listed.setdefault(outcome, []).append(item)
         if not listed:
@@ -420,7 +431,9 @@ class Outbox:
                 detail={outcome: items for outcome, items in sorted(listed.items())},
             )
         )
-        await self._writer.submit(unit)
+        committed = await self._writer.submit(unit)
+        if unit.outbox:
+            self.hand_over(unit.outbox, committed.outbox_ids)
         if given_back:
             self._wake.set()
 

@@ -29,17 +29,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.chain import AuditDraft
 from gateway.config import ResourceSettings, Settings
+from gateway.cro import CommonReference, NotRegistered
 from gateway.errors import Reason, Rejection
 from gateway.gridcheck.base import Decision, GridCheck
 from gateway.model import (
+    ANSWER_KINDS,
     RESPONSE_TYPES,
+    AGRPortfolioQuery,
+    Disposition,
+    DPrognosis,
+    DSOPortfolioQuery,
+    DSOPortfolioUpdate,
     Envelope,
     FlexMessage,
     FlexOffer,
     FlexOrder,
+    FlexOrderSettlementStatus,
     FlexRequest,
-    FlexResponse,
+    FlexReservationUpdate,
+    FlexSettlement,
     Message,
+    MessageKind,
+    Metering,
     PowerIsp,
     RequestIsp,
     Result,
@@ -47,10 +58,14 @@ from gateway.model import (
     Setpoint,
     SetpointAck,
     SetpointInterval,
+    TestMessage,
+    TestMessageResponse,
+    isp_count,
 )
-from gateway.outbox import Outbox, outbox_row
-from gateway.routing import RECIPIENT_ROLES, SENDER_ROLES, Directory, Participant
-from gateway.store.models import MessageRecord, OutboxEntry
+from gateway.outbox import Claimed, Outbox, outbox_row
+from gateway.references import Claim, References, facts_of
+from gateway.routing import CRO_KINDS, RECIPIENT_ROLES, SENDER_ROLES, Directory, Participant
+from gateway.store.models import AuditEntry, MessageRecord, OutboxEntry
 from gateway.store.writer import DuplicateKey, Unit, Writer
 
 log = logging.getLogger(__name__)
@@ -81,11 +96,20 @@ class Codec(Protocol):
     def open(self, raw: bytes, directory: Directory) -> Opened:
         """Parse the envelope and verify the signature; Rejection with a status if not."""
 
+    async def open_with_lookup(self, raw: bytes, directory: Directory) -> Opened:
+        """Like open, but wait for a key lookup the sender needs (DNS discovery)."""
+
     def decode(self, opened: Opened) -> Message:
         """Validate the payload against the schema and map it to the model."""
 
     def render(self, message: Message, *, sender_role: Role) -> bytes:
         """Encode and sign a message gridgate originates, ready for the wire."""
+
+    def reread(self, raw: bytes) -> Message:
+        """Decode a message from the bytes it was accepted as (from the audit log).
+
+        Its signature was checked when it arrived and the audit chain holds the bytes since:
+        it is not checked again, as the sender's key may have been rotated since."""
 
 
 class SetpointEgress(Protocol):
@@ -117,6 +141,17 @@ class Catalogue:
     PERIOD_OUT_OF_BOUNDS: Reason
     EXPIRATION_OUT_OF_BOUNDS: Reason
     UNKNOWN_REFERENCE: Reason
+    MISSING_REFERENCE: Reason
+    REFERENCE_PERIOD_MISMATCH: Reason
+    REFERENCE_EXPIRED: Reason
+    REFERENCE_REVOKED: Reason
+    REFERENCE_ORDERED: Reason
+    ORDER_OFFER_MISMATCH: Reason
+    ACTIVATION_FACTOR_TOO_LOW: Reason
+    OUTDATED_REVISION: Reason
+    MUTEX_OFFERS_NOT_SUPPORTED: Reason
+    INVALID_SENDER_COMBINATION: Reason
+    UNDELIVERABLE: Reason
 
     @classmethod
     def from_enum(cls, reasons: type[Reason]) -> Catalogue:
@@ -158,6 +193,10 @@ class Inbound:
     owns_key: bool = False
     # for a copy of a message still in flight: resolves True once the first is stored
     original: asyncio.Future[bool] | None = None
+    # what the message claims of earlier ones (an offer it buys, a revision it takes)
+    claim: Claim | None = None
+    # the message is addressed to gridgate itself (a TestMessage, or gridgate as the CRO)
+    to_gateway: bool = False
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -201,6 +240,10 @@ class Pipeline:
         self._seen: dict[tuple[str, str, str], str] = {}
         self.seen_limit = SEEN_LIMIT
         self.stats: dict[str, int] = {}
+        self.references = References(engine=engine, reasons=catalogue, reread=codec.reread)
+        # gridgate as the CRO of its own domain (gateway.cro)
+        self.cro = CommonReference() if settings.gateway.cro else None
+        outbox.on_undelivered = self.undelivered
 
     async def load(self) -> None:
         """Fill the duplicate index with the most recent messages."""
@@ -217,6 +260,8 @@ class Pipeline:
             )
             for message_id, sender, recipient, digest in reversed(rows.all()):
                 self._seen[(message_id, sender, recipient)] = digest
+        if self.cro is not None:
+            await self.cro.load(self.engine, self.domain, self.codec.reread)
 
     def _remember(self, key: tuple[str, str, str], digest: str) -> None:
         self._seen[key] = digest
@@ -279,6 +324,9 @@ class Pipeline:
             log.error("commit failed for message %s: %s", msg.key[0], e)
             return Receipt(503, "gridgate could not store the message; send it again later")
         self._settle_key(msg, stored=True)
+        self._settle_claim(msg, stored=True)
+        if self.cro is not None and msg.to_gateway:
+            self.cro.apply(msg.message)
         self._count("accepted")
         self.outbox.hand_over(msg.unit.outbox, committed.outbox_ids)
         return Receipt(200, event="message.accepted")
@@ -294,6 +342,7 @@ class Pipeline:
             self._settle_key(msg, stored=False)
             if rolled_back:
                 self._release(msg)
+                self._settle_claim(msg, stored=False)
 
     def _settle_key(self, msg: Inbound, *, stored: bool) -> None:
         """The message's key is stored (or not): tell any copy waiting on it."""
@@ -306,6 +355,10 @@ class Pipeline:
         if waiting is not None and not waiting[1].done():
             waiting[1].set_result(stored)
 
+    def _settle_claim(self, msg: Inbound, *, stored: bool) -> None:
+        if msg.claim is not None and msg.message is not None:
+            self.references.settle(msg.claim, msg.message, stored=stored)
+
     def _release(self, msg: Inbound) -> None:
         """Give back what this message reserved in the grid check (and nothing else)."""
         if msg.decision is not None and msg.decision.reservation is not None:
@@ -313,9 +366,9 @@ class Pipeline:
 
     # -- the steps -------------------------------------------------------------------------
 
-    def verify(self, msg: Inbound) -> None:
+    async def verify(self, msg: Inbound) -> None:
         """Read the envelope and check the signature against the sender's keys."""
-        msg.opened = self.codec.open(msg.raw, self.directory)
+        msg.opened = await self.codec.open_with_lookup(msg.raw, self.directory)
         msg.sender = msg.opened.sender
         msg.digest = hashlib.sha256(msg.opened.inner).hexdigest()
 
@@ -351,6 +404,9 @@ class Pipeline:
                 r.INVALID_SENDER_ROLE,
                 f"a {kind} must come from a {_roles(allowed)}; {sender.id} is a {sender.role}",
             )
+        if envelope.recipient_domain == self.domain:
+            self._for_gateway(msg)
+            return
         recipient = self.directory.by_domain.get(envelope.recipient_domain)
         if recipient is None:
             raise Rejection(
@@ -364,22 +420,49 @@ class Pipeline:
                 f"({envelope.recipient_domain}) is a {recipient.role}",
             )
         msg.recipient = recipient
-        if isinstance(message, FlexMessage):
-            cp = message.congestion_point
-            dso = sender if sender.role is Role.DSO else recipient
-            agr = recipient if sender.role is Role.DSO else sender
-            owner = self.directory.owner_of.get(cp)
-            if owner is None or owner.id != dso.id:
-                raise Rejection(
-                    r.INVALID_CONGESTION_POINT,
-                    f"congestion point {cp} is not owned by {dso.id}"
-                    + (f" (its owner is {owner.id})" if owner else " (no DSO owns it)"),
-                )
+        if sender.role is Role.CRO or recipient.role is Role.CRO:
+            return  # between a party and an outside CRO: the CRO holds them to its register
+        dso = sender if sender.role is Role.DSO else recipient
+        agr = recipient if sender.role is Role.DSO else sender
+        for cp in _congestion_points(message):
+            self._owned(cp, dso)
             if not self.directory.resources(agr, cp):
                 raise Rejection(
                     r.UNREGISTERED_RESOURCES,
                     f"{agr.id} has no resources registered at congestion point {cp}",
                 )
+
+    def _owned(self, cp: str, dso: Participant) -> None:
+        """Congestion point `cp` is `dso`'s, by the operator's config."""
+        owner = self.directory.owner_of.get(cp)
+        if owner is None or owner.id != dso.id:
+            raise Rejection(
+                self.reasons.INVALID_CONGESTION_POINT,
+                f"congestion point {cp} is not owned by {dso.id}"
+                + (f" (its owner is {owner.id})" if owner else " (no DSO owns it)"),
+            )
+
+    def _for_gateway(self, msg: Inbound) -> None:
+        """A message addressed to gridgate itself: a TestMessage, or one for the CRO."""
+        assert msg.message is not None and msg.sender is not None
+        message, kind = msg.message, msg.message.kind
+        msg.to_gateway = True
+        if kind is MessageKind.TEST_MESSAGE:
+            return
+        if kind in CRO_KINDS and self.cro is not None:
+            if isinstance(message, DSOPortfolioUpdate):
+                for cp in message.congestion_points:
+                    self._owned(cp.entity_address, msg.sender)
+            elif isinstance(message, DSOPortfolioQuery):
+                self._owned(message.entity_address, msg.sender)
+            return
+        raise Rejection(
+            self.reasons.UNKNOWN_RECIPIENT_DOMAIN,
+            f"{self.domain} is gridgate itself, which takes TestMessages"
+            + (" and the CRO's messages" if self.cro is not None else "")
+            + f", not a {kind}"
+            + ("" if self.cro is not None or kind not in CRO_KINDS else " (it is not a CRO)"),
+        )
 
     def deduplicate(self, msg: Inbound) -> None:
         """Same MessageID, sender and recipient: same content is a resubmission, else reuse."""
@@ -412,19 +495,22 @@ class Pipeline:
         by (Period, ISP).
         """
         message = msg.message
+        r, market = self.reasons, self.settings.market
+        zone = getattr(message, "time_zone", None)
+        if zone is not None and zone != market.time_zone:
+            raise Rejection(
+                r.TIMEZONE_REJECTED,
+                f"TimeZone {zone} is not the market's {market.time_zone}",
+            )
+        if isinstance(message, Metering):
+            self._hold_metering(message)
         if not isinstance(message, FlexMessage):
             return
-        r, market = self.reasons, self.settings.market
         if message.isp_duration != market.isp:
             raise Rejection(
                 r.ISP_DURATION_REJECTED,
                 f"ISP-Duration {format_duration(message.isp_duration)} is not the market's "
                 f"{market.isp_duration}",
-            )
-        if message.time_zone != market.time_zone:
-            raise Rejection(
-                r.TIMEZONE_REJECTED,
-                f"TimeZone {message.time_zone} is not the market's {market.time_zone}",
             )
         count = message.isp_count
         end_of_period = message.isp_start(count + 1)
@@ -450,6 +536,15 @@ class Pipeline:
                     covered[index] = isp.start
             if not covered:
                 raise Rejection(r.ISP_OUT_OF_BOUNDS, f"{label}no ISP is given")
+        if isinstance(message, FlexOffer) and len(message.options) > 1:
+            cp = self.directory.congestion_points.get(message.congestion_point)
+            if cp is not None and not cp.mutex_offers_supported:
+                raise Rejection(
+                    r.MUTEX_OFFERS_NOT_SUPPORTED,
+                    f"congestion point {cp.ean} does not support mutually exclusive offers "
+                    f"(MutexOffersSupported=false): this FlexOffer has {len(message.options)} "
+                    "options",
+                )
         if isinstance(message, FlexRequest | FlexOffer):
             latest = max(isp.start + isp.duration for _, isps in flex_isps(message) for isp in isps)
             if not msg.received_at < message.expiration <= message.isp_start(latest):
@@ -459,36 +554,36 @@ class Pipeline:
                     f"and not after the end of the last ISP ({message.isp_start(latest)})",
                 )
 
-    async def check_references(self, msg: Inbound) -> None:
-        """A response answers a message of this conversation that went the other way."""
-        message = msg.message
-        if not isinstance(message, FlexResponse):
-            return
-        e = message.envelope
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(MessageRecord.kind, MessageRecord.conversation_id).where(
-                        MessageRecord.message_id == message.reference_message_id,
-                        MessageRecord.sender_domain == e.recipient_domain,
-                        MessageRecord.recipient_domain == e.sender_domain,
-                        MessageRecord.decision == "accepted",
+    def _hold_metering(self, metering: Metering) -> None:
+        """Metering: the market's ISP-Duration, and ISPs within its Period."""
+        r, market = self.reasons, self.settings.market
+        if metering.isp_duration != market.isp:
+            raise Rejection(
+                r.ISP_DURATION_REJECTED,
+                f"ISP-Duration {format_duration(metering.isp_duration)} is not the market's "
+                f"{market.isp_duration}",
+            )
+        count = isp_count(metering.period, metering.time_zone, metering.isp_duration)
+        for profile in metering.profiles:
+            seen: set[int] = set()
+            for isp in profile.isps:
+                if not 1 <= isp.start <= count:
+                    raise Rejection(
+                        r.ISP_OUT_OF_BOUNDS,
+                        f"Profile {profile.profile_type}: ISP Start {isp.start} is outside the "
+                        f"Period {metering.period} ({count} ISPs)",
                     )
-                )
-            ).first()
-        if row is None or row.kind != message.answers.value:
-            raise Rejection(
-                self.reasons.UNKNOWN_REFERENCE,
-                f"Unknown {message.answers}MessageID reference "
-                f"{message.reference_message_id}: no {message.answers} with that MessageID "
-                f"went from {e.recipient_domain} to {e.sender_domain} through gridgate",
-            )
-        if row.conversation_id != e.conversation_id:
-            raise Rejection(
-                self.reasons.UNKNOWN_REFERENCE,
-                f"{message.answers} {message.reference_message_id} belongs to conversation "
-                f"{row.conversation_id}, not {e.conversation_id}",
-            )
+                if isp.start in seen:
+                    raise Rejection(
+                        r.ISP_CONFLICT,
+                        f"Profile {profile.profile_type}: ISP {isp.start} is given twice",
+                    )
+                seen.add(isp.start)
+
+    async def check_references(self, msg: Inbound) -> None:
+        """Hold the message to the earlier ones it refers to (gateway.references)."""
+        assert msg.message is not None
+        msg.claim = await self.references.check(msg.message, msg.received_at)
 
     def check(self, msg: Inbound) -> None:
         """An activation passes the grid-security check before anything is forwarded."""
@@ -513,6 +608,9 @@ class Pipeline:
 
     def route(self, msg: Inbound) -> None:
         """Decide who receives what: forward the signed original, setpoints, our answers."""
+        if msg.to_gateway:
+            self._answer_as_gateway(msg)
+            return
         message, recipient = msg.message, msg.recipient
         assert message is not None and recipient is not None and msg.opened is not None
         now = msg.received_at
@@ -534,7 +632,7 @@ class Pipeline:
             if not recipient.endpoint:
                 # a control centre reached only over MQTT: gridgate confirms the order
                 self._answer(msg, Result.ACCEPTED, None)
-        elif not recipient.endpoint and not isinstance(message, FlexResponse):
+        elif not recipient.endpoint and message.kind not in ANSWER_KINDS:
             raise Rejection(
                 self.reasons.NO_ROUTE,
                 f"{recipient.id} has no UFTP endpoint configured to receive a {message.kind}",
@@ -583,41 +681,93 @@ class Pipeline:
                 resource=resource.id,
             )
 
-    def _answer(self, msg: Inbound, result: Result, reason: str | None) -> bool:
-        """Queue gridgate's own signed response to the sender; False if it cannot be sent."""
+    def _answer_as_gateway(self, msg: Inbound) -> None:
+        """gridgate answers what is addressed to it: a TestMessage, or as the CRO."""
         message, sender = msg.message, msg.sender
-        if message is None or sender is None or isinstance(message, FlexResponse):
+        assert message is not None and sender is not None
+        if isinstance(message, TestMessage):
+            if not sender.endpoint:
+                return  # the HTTP 200 is all the answer a sender without an endpoint gets
+            response: Message = TestMessageResponse(envelope=self._reply_envelope(msg))
+            self._send_response(msg, response, "TestMessageResponse")
+            return
+        assert self.cro is not None
+        try:
+            if isinstance(message, DSOPortfolioQuery):
+                connections = self.cro.dso_view(message)
+                self._answer(
+                    msg,
+                    Result.ACCEPTED,
+                    None,
+                    congestion_point=message.entity_address,
+                    connections=connections,
+                )
+            elif isinstance(message, AGRPortfolioQuery):
+                self._answer(msg, Result.ACCEPTED, None, views=self.cro.agr_view(message))
+            else:  # an update: folded into the register once it is committed
+                self._answer(msg, Result.ACCEPTED, None)
+        except NotRegistered as e:
+            self._answer(msg, Result.REJECTED, f"{self.reasons.INVALID_CONGESTION_POINT}: {e}")
+
+    def _reply_envelope(self, msg: Inbound) -> Envelope:
+        assert msg.message is not None
+        e = msg.message.envelope
+        return Envelope(
+            message_id=str(uuid.uuid4()),
+            conversation_id=e.conversation_id,
+            sender_domain=self.domain,
+            recipient_domain=e.sender_domain,
+            sender_role=self._answering_role(msg),
+            timestamp=self.clock(),
+            version=e.version,
+        )
+
+    def _answering_role(self, msg: Inbound) -> Role:
+        """The role gridgate answers in: the recipient's, or the role the message was for."""
+        assert msg.message is not None and msg.sender is not None
+        if msg.recipient is not None:
+            return msg.recipient.role
+        if msg.to_gateway and self.cro is not None:
+            return Role.CRO
+        # the role the message was for (for a TestMessage: the sender's counterpart)
+        roles = RECIPIENT_ROLES[msg.message.kind] - {msg.sender.role} or RECIPIENT_ROLES[
+            msg.message.kind
+        ]
+        return Role.DSO if Role.DSO in roles else min(roles)
+
+    def _answer(self, msg: Inbound, result: Result, reason: str | None, **content: Any) -> bool:
+        """Queue gridgate's own signed response to the sender; False if it cannot be sent.
+
+        `content` is what a response carries besides its Result (a query's answer)."""
+        message, sender = msg.message, msg.sender
+        if message is None or sender is None or message.kind in ANSWER_KINDS:
             return False  # responses are never answered (UFTP 3 transport)
-        if not sender.endpoint:
-            return False
-        response_type = RESPONSE_TYPES[message.kind]
-        e = message.envelope
+        response_type = RESPONSE_TYPES.get(message.kind)
+        if not sender.endpoint or response_type is None:
+            return False  # a TestMessage has no way to say Rejected: it is refused at once
         response = response_type(
-            envelope=Envelope(
-                message_id=str(uuid.uuid4()),
-                conversation_id=e.conversation_id,
-                sender_domain=self.domain,
-                recipient_domain=e.sender_domain,
-                sender_role=_answering_role(msg),
-                timestamp=self.clock(),
-                version=e.version,
-            ),
-            reference_message_id=e.message_id,
+            envelope=self._reply_envelope(msg),
+            reference_message_id=message.envelope.message_id,
             result=result,
             rejection_reason=reason,
+            **(_required_content(message, result, reason) | content),
         )
+        self._send_response(msg, response, result.value)
+        return True
+
+    def _send_response(self, msg: Inbound, response: Message, result: str) -> None:
+        assert msg.sender is not None and msg.sender.endpoint is not None
         self._send(
             msg,
             what=response.kind.value,
             channel=self.codec.protocol,
-            destination=sender.endpoint,
-            recipient=sender.id,
+            destination=msg.sender.endpoint,
+            recipient=msg.sender.id,
             payload=self.codec.render(response, sender_role=response.envelope.sender_role),
             message_id=response.envelope.message_id,
             expires_at=msg.received_at + self.validity,
-            result=result.value,
+            result=result,
         )
-        return True
 
     def _send(
         self,
@@ -708,7 +858,7 @@ class Pipeline:
     def _record(self, msg: Inbound, decision: str) -> dict[str, Any]:
         assert msg.message is not None
         e = msg.message.envelope
-        return {
+        return facts_of(msg.message).row() | {
             "protocol": msg.protocol,
             "kind": msg.message.kind.value,
             "message_id": e.message_id,
@@ -728,6 +878,7 @@ class Pipeline:
         msg.unit = Unit()  # nothing the steps queued is forwarded
         msg.out = []
         self._release(msg)
+        self._settle_claim(msg, stored=False)
         detail = self._describe(msg)
         detail |= {
             "decision": "rejected",
@@ -845,6 +996,69 @@ class Pipeline:
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
 
+    # -- messages that could not be delivered ---------------------------------------------
+
+    async def undelivered(
+        self, entry: Claimed, outcome: str, error: str | None, unit: Unit
+    ) -> None:
+        """A forwarded message expired (or failed for good) undelivered: tell its sender.
+
+        The sender gets gridgate's signed Response with Result=Rejected, in the same commit
+        as the outcome. Responses and gridgate's own messages are not reported: nobody
+        waits for an answer to them.
+        """
+        recipient = self.directory.participants.get(entry.recipient)
+        if entry.channel != self.codec.protocol or recipient is None:
+            return
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(MessageRecord.kind, MessageRecord.sender_domain, AuditEntry.body)
+                    .join(AuditEntry, AuditEntry.seq == MessageRecord.audit_seq)
+                    .where(
+                        MessageRecord.message_id == entry.message_id,
+                        MessageRecord.recipient_domain == recipient.uftp_domain,
+                        MessageRecord.decision == "accepted",
+                    )
+                )
+            ).first()
+        if row is None or row.body is None or MessageKind(row.kind) not in RESPONSE_TYPES:
+            return
+        sender = self.directory.by_domain.get(row.sender_domain)
+        if sender is None:
+            return
+        now = self.clock()
+        msg = Inbound(self.codec.protocol, row.body, now, "", sender=sender)
+        msg.message = self.codec.reread(row.body)
+        msg.recipient = recipient
+        why = (
+            f"{recipient.id} could not be reached before the message expired at "
+            f"{entry.expires_at.isoformat()}"
+            if outcome == "expired"
+            else f"{recipient.id} refused the message: {error}"
+        )
+        if not self._answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
+            return
+        unit.outbox.extend(msg.unit.outbox)
+        unit.audit.append(
+            AuditDraft(
+                event="message.undelivered",
+                actor="gridgate",
+                detail={
+                    "kind": row.kind,
+                    "to": recipient.id,
+                    "outcome": outcome,
+                    "rule": self.reasons.UNDELIVERABLE.value,
+                    "reason": why,
+                    "out": msg.out,
+                },
+                message_id=entry.message_id,
+                conversation_id=entry.conversation_id,
+                ts=now,
+            )
+        )
+        self._count(f"undelivered:{outcome}")
+
     # -- control-centre acknowledgements ---------------------------------------------------
 
     async def record_ack(self, ack: SetpointAck) -> None:
@@ -914,12 +1128,33 @@ class Pipeline:
         self._count("ack:rejected")
 
 
-def _answering_role(msg: Inbound) -> Role:
-    """The role gridgate answers in: the recipient's, or the role the message was meant for."""
-    if msg.recipient is not None:
-        return msg.recipient.role
-    assert msg.message is not None
-    return min(RECIPIENT_ROLES[msg.message.kind])
+def _required_content(message: Message, result: Result, reason: str | None) -> dict[str, Any]:
+    """What a response type requires besides its Result, taken from the message it answers."""
+    if isinstance(message, DSOPortfolioQuery | AGRPortfolioQuery):
+        return {"time_zone": message.time_zone, "period": message.period}
+    if isinstance(message, FlexSettlement):
+        # one status per order settlement: a settlement gridgate rejects is disputed whole
+        disputed = result is Result.REJECTED
+        return {
+            "statuses": tuple(
+                FlexOrderSettlementStatus(
+                    s.order_reference,
+                    Disposition.DISPUTED if disputed else Disposition.ACCEPTED,
+                    reason if disputed else None,
+                )
+                for s in message.order_settlements
+            )
+        }
+    return {}
+
+
+def _congestion_points(message: Message) -> tuple[str, ...]:
+    """The congestion points a message between a DSO and an aggregator is about."""
+    if isinstance(message, FlexMessage):
+        return (message.congestion_point,)
+    if isinstance(message, FlexSettlement):
+        return tuple(dict.fromkeys(s.congestion_point for s in message.order_settlements))
+    return ()
 
 
 def _roles(roles: frozenset[Role]) -> str:
@@ -928,7 +1163,7 @@ def _roles(roles: frozenset[Role]) -> str:
 
 def flex_isps(message: FlexMessage) -> list[tuple[str, tuple[PowerIsp | RequestIsp, ...]]]:
     """Every ISP list of a flex message, with a label that says which one it is."""
-    if isinstance(message, FlexOrder | FlexRequest):
+    if isinstance(message, FlexOrder | FlexRequest | DPrognosis | FlexReservationUpdate):
         return [("", message.isps)]
     if isinstance(message, FlexOffer):
         return [(f"OfferOption {o.reference}: ", o.isps) for o in message.options]
@@ -953,7 +1188,7 @@ def split_power(
     if not sum(weights):
         weights = [1] * len(resources)
     out: list[list[SetpointInterval]] = [[] for _ in resources]
-    for isp, power in sorted(order.power_by_isp().items()):
+    for isp, power in sorted(order.activated_power_by_isp().items()):
         if power == 0:
             continue
         exact = [power * w / total_weight for w in weights]

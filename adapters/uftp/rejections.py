@@ -64,6 +64,14 @@ class UftpReason(Reason):
     OUTDATED_REVISION = "Revision out of sequence"
     ACTIVATION_FACTOR_TOO_LOW = "ActivationFactor below MinActivationFactor"
     MUTEX_OFFERS_NOT_SUPPORTED = "Multiple options not supported"
+    # a FlexRequestMessageID/FlexOfferMessageID (or OptionReference) the message needs
+    MISSING_REFERENCE = "Missing reference"
+    # an offer is bought at most once, and an ordered offer cannot be revoked
+    REFERENCE_ORDERED = "Reference message already ordered"
+    # a FlexOrder's ISPs, power and price are the offer option's
+    ORDER_OFFER_MISMATCH = "FlexOrder does not match the FlexOffer"
+    # gridgate could not deliver the message before it expired (told to its sender)
+    UNDELIVERABLE = "Recipient unreachable"
 
     # --- gridgate's own grid and registration rules
     GRID_LIMIT_EXCEEDED = "Grid limit exceeded"

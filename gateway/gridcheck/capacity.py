@@ -60,7 +60,7 @@ class CapacityLimitCheck:
         # before the check, and a reused MessageID is a different order that is checked
         ledger = self._ledger.get((cp, order.period), {})
         worst: Binding | None = None
-        powers = order.power_by_isp()
+        powers = order.activated_power_by_isp()
         for isp, power in sorted(powers.items()):
             total = ledger.get(isp, 0) + power
             # name the ISP with the largest excess: the one that binds

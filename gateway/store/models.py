@@ -57,6 +57,8 @@ class MessageRecord(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("message_id", "sender_domain", "recipient_domain", name="uq_message"),
+        Index("ix_messages_reference", "reference"),
+        Index("ix_messages_revision", "kind", "sender_domain", "subject", "period"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -70,6 +72,14 @@ class MessageRecord(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     decision: Mapped[str] = mapped_column(String(16))
     audit_seq: Mapped[int] = mapped_column(BigInteger)
+    # what the cross-message rules look up (gateway.references): the MessageID this message
+    # refers to, what it is about (congestion point or EAN) and for which Period, its
+    # Revision, and when it stops being valid (ExpirationDateTime)
+    reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    period: Mapped[date | None] = mapped_column(Date, default=None)
+    revision: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class AuditEntry(Base):

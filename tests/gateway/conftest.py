@@ -84,3 +84,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     finally:
         await engine.dispose()
         await asyncio.sleep(0)
+
+
+# the world of the pipeline tests, for every test module here
+from tests.gateway.world import world  # noqa: E402, F401

@@ -138,7 +138,7 @@ public_keys = [{toml_value(public_b64(keys["agr"]))}]
                 price=Decimal("1.00"),
                 currency="EUR",
                 order_reference=f"ORD-{i}",
-                flex_offer_message_id=str(uuid.uuid4()),
+                unsolicited=True,
             )
             for i in range(5)
         ]

@@ -78,14 +78,26 @@ def flex_request(conversation: str, *, cp: str = CP) -> su.FlexRequest:
     )
 
 
-def flex_offer(conversation: str, request_id: str, *, cp: str = CP) -> su.FlexOffer:
+def flex_offer(
+    conversation: str,
+    request_id: str | None,
+    *,
+    cp: str = CP,
+    powers: dict[int, int] | None = None,
+) -> su.FlexOffer:
+    """An offer of option-a: the given power per ISP, or -120 kW in ISPs 41-44."""
+    isps = (
+        [su.FlexOfferOptionISP(power=-120_000, start=41, duration=4)]
+        if powers is None
+        else [su.FlexOfferOptionISP(power=p, start=i) for i, p in powers.items()]
+    )
     return su.FlexOffer(
         **flex_header(cp),
         message_id=new_id(),
         conversation_id=conversation,
         offer_options=[
             su.FlexOfferOption(
-                isps=[su.FlexOfferOptionISP(power=-120_000, start=41, duration=4)],
+                isps=isps,
                 option_reference="option-a",
                 price=Decimal("12.50"),
                 min_activation_factor=Decimal("0.5"),
@@ -93,19 +105,22 @@ def flex_offer(conversation: str, request_id: str, *, cp: str = CP) -> su.FlexOf
         ],
         expiration_date_time=in_an_hour(),
         flex_request_message_id=request_id,
+        unsolicited=True if request_id is None else None,
         currency="EUR",
     )
 
 
 def flex_order(
-    conversation: str, offer_id: str, powers: dict[int, int], *, ref: str = "order-1"
+    conversation: str, offer_id: str | None, powers: dict[int, int], *, ref: str = "order-1"
 ) -> su.FlexOrder:
+    """An order of option-a of offer `offer_id`; without one, an unsolicited order."""
     return su.FlexOrder(
         **flex_header(),
         message_id=new_id(),
         conversation_id=conversation,
         isps=[su.FlexOrderISP(power=p, start=i) for i, p in powers.items()],
         flex_offer_message_id=offer_id,
+        unsolicited=True if offer_id is None else None,
         price=Decimal("12.50"),
         currency="EUR",
         order_reference=ref,
@@ -243,7 +258,8 @@ async def test_the_whole_exchange_between_shapeshifter_dso_and_agr_runs_through_
     assert {mid: d["kind"] for mid, d in accepted.items()} == ids
     assert all(d["version"] == version for d in accepted.values())
     assert await audited(world, "message.rejected") == {}
-    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 41) == -120_000
+    # the order activates 0.8 of the offered power: that is what the grid check books
+    assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 41) == -96_000
     rows = [r for r in await world.outbox() if r.conversation_id == conv]
     assert sorted(r.message_id for r in rows) == sorted(ids)
     assert {r.status for r in rows} == {"delivered"}
@@ -259,7 +275,16 @@ async def test_an_order_over_the_limit_gets_gridgates_signed_rejection(
     world: World, version: str
 ) -> None:
     conv = world.conversation
-    order = flex_order(conv, new_id(), {41: -250_000, 42: -(LIMIT + 50_000)}, ref="too-much")
+    powers = {41: -250_000, 42: -(LIMIT + 50_000)}
+    # the DSO asks, the aggregator offers it, the DSO orders all of it
+    request = flex_request(conv)
+    await send(world.dso.agr_client(AGR, version=version), "send_flex_request", request)
+    await world.agr.inbox.get(su.FlexRequest, same(conv))
+    offer = flex_offer(conv, request.message_id, powers=powers)
+    await send(world.agr.dso_client(DSO, version=version), "send_flex_offer", offer)
+    await world.dso.inbox.get(su.FlexOffer, same(conv))
+    order = flex_order(conv, offer.message_id, powers, ref="too-much")
+    order.activation_factor = Decimal("1.00")
     await send(world.dso.agr_client(AGR, version=version), "send_flex_order", order)
     answer = await world.dso.inbox.get(su.FlexOrderResponse, same(conv))
     assert answer.sender_domain == GRIDGATE and answer.recipient_domain == DSO
@@ -320,7 +345,7 @@ async def test_an_order_for_an_mqtt_only_aggregator_gets_gridgates_signed_accept
     world: World,
 ) -> None:
     conv = world.conversation
-    order = flex_order(conv, new_id(), {50: 30_000})
+    order = flex_order(conv, None, {50: 30_000})  # unsolicited: the aggregator made no offer
     await send(world.dso.agr_client(AGR_MQTT), "send_flex_order", order)
     answer = await world.dso.inbox.get(su.FlexOrderResponse, same(conv))
     assert answer.sender_domain == GRIDGATE and answer.recipient_domain == DSO
