@@ -707,7 +707,7 @@ class Pipeline:
             else:  # an update: folded into the register once it is committed
                 self._answer(msg, Result.ACCEPTED, None)
         except NotRegistered as e:
-            self._answer(msg, Result.REJECTED, f"{self.reasons.INVALID_CONGESTION_POINT}: {e}")
+            raise Rejection(self.reasons.INVALID_CONGESTION_POINT, str(e)) from None
 
     def _reply_envelope(self, msg: Inbound) -> Envelope:
         assert msg.message is not None
@@ -752,7 +752,13 @@ class Pipeline:
             rejection_reason=reason,
             **(_required_content(message, result, reason) | content),
         )
-        self._send_response(msg, response, result.value)
+        try:
+            self._send_response(msg, response, result.value)
+        except ValueError as e:
+            # the schema cannot say it (a rejected AGRPortfolioQueryResponse still needs a
+            # DSO-View): the sender is answered at once instead
+            log.info("cannot answer %s with a %s: %s", message.kind, response.kind, e)
+            return False
         return True
 
     def _send_response(self, msg: Inbound, response: Message, result: str) -> None:

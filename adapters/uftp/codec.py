@@ -3,8 +3,13 @@
 Inbound, a message passes three layers, each refusing with a typed reason:
 `parse_signed_message` (the SignedMessage envelope), `signing.open_signed` (CS1), then
 `decode` (the inner XML: hardened parse, gridgate's own XSD, mapping to the model).
-`encode` writes the six flex message types for outbound delivery; the caller signs the bytes
-and wraps them with `render_signed_message`.
+`encode` writes any of the 26 UFTP 3 message types for outbound delivery; the caller signs
+the bytes and wraps them with `render_signed_message`.
+
+FlexRequest, FlexOffer and FlexOrder are mapped by hand-written functions tuned for the hot
+path (a 96-ISP FlexOrder); every other type is declared in `_BINDINGS` (which attribute is
+which model field, which child elements make which tuple) and read and written by one
+generic reader and writer.
 
 Leniency follows the interop pitfalls of NOTES §10: padded attribute values are trimmed
 (pitfall 10), timestamps without a UTC offset are taken as UTC and fractions beyond
@@ -16,14 +21,16 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import difflib
 import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs installed
 
@@ -31,26 +38,63 @@ from adapters.uftp.rejections import UftpReason, reject
 from gateway import xmlsafe
 from gateway.errors import Rejection
 from gateway.model import (
+    AGRPortfolioQuery,
+    AGRPortfolioQueryResponse,
+    AGRPortfolioUpdate,
+    AGRPortfolioUpdateResponse,
+    ContractSettlement,
+    ContractSettlementIsp,
+    ContractSettlementPeriod,
+    Disposition,
+    DPrognosis,
+    DPrognosisResponse,
+    DsoCongestionPointView,
+    DSOPortfolioQuery,
+    DSOPortfolioQueryResponse,
+    DSOPortfolioUpdate,
+    DSOPortfolioUpdateResponse,
+    DsoView,
     Envelope,
     FlexMessage,
     FlexOffer,
     FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
     FlexOrder,
     FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementStatus,
+    FlexOrderStatus,
     FlexRequest,
     FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateResponse,
     FlexResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     Message,
     MessageKind,
+    Metering,
+    MeteringIsp,
+    MeteringProfile,
+    MeteringResponse,
     OfferOption,
+    PortfolioCongestionPoint,
+    PortfolioConnection,
     PowerIsp,
+    QueriedConnection,
+    RedispatchBy,
     RequestIsp,
     Result,
     Role,
+    SettlementIsp,
+    TestMessage,
+    TestMessageResponse,
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "gridgate-uftp.xsd"
-# UFTP 3.0.x and 3.1.x; the minor versions differ only in FlexOffer/FlexOrder (Unsolicited)
+# UFTP 3.0.x and 3.1.x; the minor versions differ only in FlexOffer/FlexOrder (Unsolicited,
+# FlexOfferMessageID, ServiceType): every other message type is the same in both XSDs
 SUPPORTED_VERSIONS = ("3.0", "3.1")
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)", re.ASCII)
 _DETAIL_LIMIT = 300
@@ -316,7 +360,7 @@ def _tag(element: etree._Element) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Lexical values (XSD datatypes) -> Python
+# Lexical values (XSD datatypes) <-> Python
 
 
 _DATETIME_RE = re.compile(
@@ -369,7 +413,10 @@ def parse_date(text: str) -> date:
     match = _DATE_RE.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"'{text}' is not an xs:date")
-    return date(int(match[1]), int(match[2]), int(match[3]))
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError as e:  # the lexical form is fine, the calendar says no
+        raise ValueError(f"'{text.strip()}' is not a date of the calendar ({e})") from None
 
 
 def parse_duration(text: str) -> timedelta:
@@ -391,6 +438,66 @@ def parse_duration(text: str) -> timedelta:
 
 def _bool(text: str) -> bool:
     return text.strip() in ("true", "1")
+
+
+def format_datetime(value: datetime) -> str:
+    """Format an aware datetime as UTC with an explicit `Z` (milliseconds unless finer)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"UFTP timestamps carry a UTC offset; {value!r} is naive")
+    u = value.astimezone(UTC).replace(tzinfo=None)
+    # isoformat (C) writes YYYY-MM-DDTHH:MM:SS.fff, zero-padded, as the spec's examples do
+    if u.microsecond % 1000 == 0:
+        return u.isoformat(timespec="milliseconds") + "Z"
+    return u.isoformat(timespec="microseconds") + "Z"
+
+
+def _isp_duration(text: str) -> timedelta:
+    """Read an ISP-Duration; one without a fixed, positive length is ISP_DURATION_REJECTED."""
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        raise Rejection(
+            UftpReason.ISP_DURATION_REJECTED, f"ISP-Duration: {e}", status=400
+        ) from None
+    if value <= timedelta(0):
+        raise Rejection(
+            UftpReason.ISP_DURATION_REJECTED,
+            f"ISP-Duration: '{text}' is not a positive duration",
+            status=400,
+        )
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """Format an ISP duration in whole minutes, as the spec writes it (PT15M)."""
+    seconds = value.total_seconds()
+    if seconds <= 0 or seconds % 60:
+        raise ValueError(f"UFTP ISP-Duration is a positive number of minutes, not {value}")
+    return f"PT{int(seconds // 60)}M"
+
+
+def _decimal_text(value: Decimal, places: int, name: str) -> str:
+    try:
+        return _xs_decimal(value, places)
+    except ValueError as e:
+        raise ValueError(f"UFTP {name}: {e}") from None
+
+
+def _xs_decimal(value: Decimal, places: int | None = None) -> str:
+    """Write an xs:decimal (no exponent), with at most `places` decimals when given."""
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a number")
+    exponent = value.as_tuple().exponent
+    if places is not None and isinstance(exponent, int) and exponent < -places:
+        rounded = value.quantize(Decimal(1).scaleb(-places))
+        if rounded != value:
+            raise ValueError(f"{value} has more than {places} decimals")
+        value = rounded
+    return format(value, "f")
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,13 +541,22 @@ class _Attrs:
         except ValueError as e:
             raise self.invalid(name, str(e)) from None
 
+    def value(self, attribute: _Attribute) -> Any:
+        """A declared attribute's model value; an absent optional one gives its default."""
+        text = self.req(attribute.xml) if attribute.required else self.opt(attribute.xml)
+        if text is None:
+            return attribute.default
+        try:
+            return attribute.lexical.read(text)
+        except ValueError as e:  # a form the XSD pattern lets by (2026-02-30): name it
+            raise self.invalid(attribute.xml, str(e)) from None
+
     def invalid(self, name: str, why: str) -> Rejection:
+        element = self._element
+        where = str(element.getroottree().getpath(element)).lstrip("/") or _tag(element)
         return reject(
             UftpReason.SCHEMA_INVALID,
-            _clip(
-                f"{_tag(self._element)}: attribute '{name}': {why} (line "
-                f"{self._element.sourceline})"
-            ),
+            _clip(f"{where}: attribute '{name}': {why} (line {element.sourceline})"),
         )
 
 
@@ -458,41 +574,9 @@ def _envelope(a: _Attrs, version: str, sender_role: Role, raw_digest: str) -> En
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _FlexHeader:
-    isp_duration: timedelta
-    time_zone: str
-    period: date
-    congestion_point: str
-
-    def fields(self) -> dict[str, Any]:
-        """The FlexMessage header, as keyword arguments of a model message."""
-        return {
-            "isp_duration": self.isp_duration,
-            "time_zone": self.time_zone,
-            "period": self.period,
-            "congestion_point": self.congestion_point,
-        }
-
-
-def _flex_header(a: _Attrs) -> _FlexHeader:
-    try:
-        isp_duration = parse_duration(a.req("ISP-Duration"))
-    except ValueError as e:
-        raise Rejection(
-            UftpReason.ISP_DURATION_REJECTED, f"ISP-Duration: {e}", status=400
-        ) from None
-    if isp_duration <= timedelta(0):
-        raise Rejection(
-            UftpReason.ISP_DURATION_REJECTED,
-            f"ISP-Duration: '{a.req('ISP-Duration')}' is not a positive duration",
-            status=400,
-        )
-    try:
-        period = parse_date(a.req("Period"))
-    except ValueError as e:
-        raise a.invalid("Period", str(e)) from None
-    return _FlexHeader(isp_duration, a.req("TimeZone"), period, a.req("CongestionPoint"))
+def _flex_header(a: _Attrs) -> dict[str, Any]:
+    """The FlexMessage header, as keyword arguments of a model message."""
+    return {attribute.field: a.value(attribute) for attribute in _FLEX_HEADER}
 
 
 def _isp_columns(
@@ -595,7 +679,6 @@ def _power_isps(parent: etree._Element) -> tuple[PowerIsp, ...]:
 
 def _decode_flex_request(root: etree._Element, envelope: Envelope) -> FlexRequest:
     a = _Attrs(root)
-    h = _flex_header(a)
     starts, mins, maxs, durations, dispositions = _isp_columns(
         root, ("Start", "MinPower", "MaxPower", "Duration", "Disposition")
     )
@@ -615,7 +698,7 @@ def _decode_flex_request(root: etree._Element, envelope: Envelope) -> FlexReques
     )
     return FlexRequest(
         envelope=envelope,
-        **h.fields(),
+        **_flex_header(a),
         revision=int(a.req("Revision")),
         expiration=a.when("ExpirationDateTime"),
         isps=isps,
@@ -626,7 +709,6 @@ def _decode_flex_request(root: etree._Element, envelope: Envelope) -> FlexReques
 
 def _decode_flex_offer(root: etree._Element, envelope: Envelope) -> FlexOffer:
     a = _Attrs(root)
-    h = _flex_header(a)
     options = []
     for option in root.iterchildren("OfferOption"):
         o = _Attrs(option)
@@ -640,7 +722,7 @@ def _decode_flex_offer(root: etree._Element, envelope: Envelope) -> FlexOffer:
         )
     return FlexOffer(
         envelope=envelope,
-        **h.fields(),
+        **_flex_header(a),
         expiration=a.when("ExpirationDateTime"),
         currency=a.req("Currency"),
         options=tuple(options),
@@ -654,10 +736,9 @@ def _decode_flex_offer(root: etree._Element, envelope: Envelope) -> FlexOffer:
 
 def _decode_flex_order(root: etree._Element, envelope: Envelope) -> FlexOrder:
     a = _Attrs(root)
-    h = _flex_header(a)
     return FlexOrder(
         envelope=envelope,
-        **h.fields(),
+        **_flex_header(a),
         isps=_power_isps(root),
         price=a.decimal("Price"),
         currency=a.req("Currency"),
@@ -673,28 +754,477 @@ def _decode_flex_order(root: etree._Element, envelope: Envelope) -> FlexOrder:
     )
 
 
-def _response_decoder(
-    cls: type[FlexResponse], reference: str
-) -> Callable[[etree._Element, Envelope], Message]:
-    def decode_response(root: etree._Element, envelope: Envelope) -> Message:
-        a = _Attrs(root)
-        return cls(
-            envelope=envelope,
-            reference_message_id=a.req(reference),
-            result=Result(a.req("Result")),
-            rejection_reason=a.opt("RejectionReason"),
-        )
+# ---------------------------------------------------------------------------------------------
+# Every other message type, declared: which attribute is which model field, which child
+# elements make which tuple. One reader and one writer serve them all (the three flex
+# messages above are written out by hand: a 96-ISP FlexOrder is the hot path).
 
-    return decode_response
+
+@dataclass(frozen=True, slots=True)
+class _Lexical:
+    """An XSD value type: the model value of its trimmed text, and the text of a value."""
+
+    read: Callable[[str], Any]
+    write: Callable[[Any], str]
+
+
+_STRING = _Lexical(str, str)
+_INTEGER = _Lexical(int, str)
+_BOOLEAN = _Lexical(_bool, _bool_text)
+_DATE = _Lexical(parse_date, date.isoformat)
+_DECIMAL = _Lexical(Decimal, _xs_decimal)
+_AMOUNT = _Lexical(Decimal, partial(_xs_decimal, places=4))  # CurrencyAmountType
+_ISP_DURATION = _Lexical(_isp_duration, format_duration)
+# enumerations: the model's StrEnum members write as their value
+_RESULT = _Lexical(Result, str)
+_DISPOSITION = _Lexical(Disposition, str)
+_REDISPATCH_BY = _Lexical(RedispatchBy, str)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    """One XML attribute, held by one model field."""
+
+    xml: str
+    field: str
+    lexical: _Lexical = _STRING
+    required: bool = True
+    default: Any = None  # the model value of an absent optional attribute (XSD default)
+
+
+def _opt(xml: str, field: str, lexical: _Lexical = _STRING, default: Any = None) -> _Attribute:
+    return _Attribute(xml, field, lexical, required=False, default=default)
+
+
+_Take = Callable[[Any, str], Any]  # how a binding gets a field's value from a model object
+
+
+class _Part(Protocol):
+    """Child elements that give model fields."""
+
+    def read(self, parent: etree._Element) -> dict[str, Any]: ...
+
+    def write(self, parent: etree._Element, obj: Any, take: _Take, where: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """How one model class maps to an element: its attributes and its child elements."""
+
+    make: Callable[..., Any]  # the model class, or a function taking its keywords
+    attributes: tuple[_Attribute, ...] = ()
+    parts: tuple[_Part, ...] = ()
+    take: _Take = getattr
+
+
+@dataclass(frozen=True, slots=True)
+class _Children:
+    """The child elements `tag`, in document order, held by the tuple field `field`."""
+
+    tag: str
+    field: str
+    binding: _Binding
+    min_occurs: int = 1
+
+    def read(self, parent: etree._Element) -> dict[str, Any]:
+        children = parent.iterchildren(self.tag)
+        return {self.field: tuple(_read(child, self.binding) for child in children)}
+
+    def write(self, parent: etree._Element, obj: Any, take: _Take, where: str) -> None:
+        values = take(obj, self.field)
+        if len(values) < self.min_occurs:
+            raise ValueError(
+                f"UFTP 3.x {where}: at least {self.min_occurs} <{self.tag}> required "
+                f"(XSD minOccurs), got {len(values)}"
+            )
+        for i, value in enumerate(values, 1):
+            _write(parent, self.tag, value, self.binding, f"{where}/{self.tag}[{i}]")
+
+
+@dataclass(frozen=True, slots=True)
+class _PowerIsps(_Children):
+    """ISP children with one power value each, read by the hot path's column reader."""
+
+    def read(self, parent: etree._Element) -> dict[str, Any]:
+        return {self.field: _power_isps(parent)}
+
+
+@dataclass(frozen=True, slots=True)
+class _QueriedCongestionPoint:
+    """DSOPortfolioQueryResponse's optional CongestionPoint, held flat on the model: its
+    EntityAddress as `congestion_point`, its Connection children as `connections`."""
+
+    connections: _Children
+
+    def read(self, parent: etree._Element) -> dict[str, Any]:
+        element = parent.find("CongestionPoint")
+        if element is None:
+            return {}  # the model's defaults: no congestion point, no connections
+        address = _Attrs(element).req("EntityAddress")
+        return {"congestion_point": address, **self.connections.read(element)}
+
+    def write(self, parent: etree._Element, obj: Any, take: _Take, where: str) -> None:
+        address = take(obj, "congestion_point")
+        if address is None:
+            if take(obj, self.connections.field):
+                raise ValueError(f"UFTP {where}: connections need their CongestionPoint")
+            return
+        element = etree.SubElement(parent, "CongestionPoint", {"EntityAddress": address})
+        self.connections.write(element, obj, take, f"{where}/CongestionPoint")
+
+
+def _read(element: etree._Element, binding: _Binding, **fields: Any) -> Any:
+    """Build the model object of `element` (the XSD has held it to its type)."""
+    a = _Attrs(element)
+    for attribute in binding.attributes:
+        fields[attribute.field] = a.value(attribute)
+    for part in binding.parts:
+        fields.update(part.read(element))
+    return binding.make(**fields)
+
+
+def _attributes(obj: Any, binding: _Binding, where: str, attrs: dict[str, str]) -> dict[str, str]:
+    """Add the attributes of `obj` to `attrs`; a None value is left out."""
+    take = binding.take
+    for attribute in binding.attributes:
+        value = take(obj, attribute.field)
+        if value is not None:
+            try:
+                attrs[attribute.xml] = attribute.lexical.write(value)
+            except ValueError as e:
+                raise ValueError(f"UFTP {where}/@{attribute.xml}: {e}") from None
+    return attrs
+
+
+def _write(parent: etree._Element, tag: str, obj: Any, binding: _Binding, where: str) -> None:
+    element = etree.SubElement(parent, tag, _attributes(obj, binding, where, {}))
+    for part in binding.parts:
+        part.write(element, obj, binding.take, where)
+
+
+def _encode_bound(message: Message, binding: _Binding) -> bytes:
+    tag = message.kind.value
+    attrs = _attributes(message, binding, tag, _header(message))
+    if not binding.parts:
+        # one element without children: written directly, as lxml would write it
+        return _render_empty_element(tag, attrs)
+    root = etree.Element(tag, attrs)
+    for part in binding.parts:
+        part.write(root, message, binding.take, tag)
+    return _serialize(root)
+
+
+def _serialize(root: etree._Element) -> bytes:
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _entity_address(*, entity_address: str) -> str:
+    return entity_address
+
+
+def _itself(value: Any, _field: str) -> Any:
+    return value
+
+
+def _dso_portfolio(
+    *, dso_domain: str, congestion_points: tuple[DsoCongestionPointView, ...]
+) -> tuple[str, tuple[DsoCongestionPointView, ...]]:
+    return dso_domain, congestion_points
+
+
+def _dso_portfolio_field(portfolio: tuple[str, tuple[Any, ...]], field: str) -> Any:
+    return portfolio[0] if field == "dso_domain" else portfolio[1]
+
+
+_TIME_ZONE = _Attribute("TimeZone", "time_zone")
+_PERIOD = _Attribute("Period", "period", _DATE)
+_FLEX_HEADER = (
+    _Attribute("ISP-Duration", "isp_duration", _ISP_DURATION),
+    _TIME_ZONE,
+    _PERIOD,
+    _Attribute("CongestionPoint", "congestion_point"),
+)
+_RESULT_ATTRIBUTES = (
+    _Attribute("Result", "result", _RESULT),
+    _opt("RejectionReason", "rejection_reason"),
+)
+_ENTITY_ADDRESS = _Attribute("EntityAddress", "entity_address")
+_START = _Attribute("Start", "start", _INTEGER)
+_DURATION = _opt("Duration", "duration", _INTEGER, 1)
+
+_POWER_ISPS = _PowerIsps(
+    "ISP",
+    "isps",
+    _Binding(PowerIsp, (_Attribute("Power", "power", _INTEGER), _START, _DURATION)),
+)
+
+# settlement (FlexSettlement)
+_SETTLEMENT_ISP = _Binding(
+    SettlementIsp,
+    (
+        _START,
+        _DURATION,
+        _Attribute("BaselinePower", "baseline_power", _INTEGER),
+        _Attribute("OrderedFlexPower", "ordered_flex_power", _INTEGER),
+        _Attribute("ActualPower", "actual_power", _INTEGER),
+        _Attribute("DeliveredFlexPower", "delivered_flex_power", _INTEGER),
+        _opt("PowerDeficiency", "power_deficiency", _INTEGER, 0),
+    ),
+)
+_ORDER_SETTLEMENT = _Binding(
+    FlexOrderSettlement,
+    (
+        _opt("OrderReference", "order_reference"),
+        _PERIOD,
+        _opt("ContractID", "contract_id"),
+        _opt("D-PrognosisMessageID", "d_prognosis_message_id"),
+        _opt("BaselineReference", "baseline_reference"),
+        _Attribute("CongestionPoint", "congestion_point"),
+        _Attribute("Price", "price", _AMOUNT),
+        _opt("Penalty", "penalty", _AMOUNT, Decimal(0)),
+        _Attribute("NetSettlement", "net_settlement", _AMOUNT),
+    ),
+    (_Children("ISP", "isps", _SETTLEMENT_ISP),),
+)
+_CONTRACT_SETTLEMENT_ISP = _Binding(
+    ContractSettlementIsp,
+    (
+        _START,
+        _DURATION,
+        _Attribute("ReservedPower", "reserved_power", _INTEGER),
+        _opt("RequestedPower", "requested_power", _INTEGER),
+        _opt("AvailablePower", "available_power", _INTEGER),
+        _opt("OfferedPower", "offered_power", _INTEGER),
+        _opt("OrderedPower", "ordered_power", _INTEGER),
+    ),
+)
+_CONTRACT_SETTLEMENT = _Binding(
+    ContractSettlement,
+    (_opt("ContractID", "contract_id"),),
+    (
+        _Children(
+            "Period",
+            "periods",
+            _Binding(
+                ContractSettlementPeriod,
+                (_PERIOD,),
+                (_Children("ISP", "isps", _CONTRACT_SETTLEMENT_ISP),),
+            ),
+        ),
+    ),
+)
+_SETTLEMENT_STATUS = _Binding(
+    FlexOrderSettlementStatus,
+    (
+        _opt("OrderReference", "order_reference"),
+        _Attribute("Disposition", "disposition", _DISPOSITION),
+        _opt("DisputeReason", "dispute_reason"),
+    ),
+)
+
+# metering
+_METERING_PROFILE = _Binding(
+    MeteringProfile,
+    (_Attribute("ProfileType", "profile_type"), _Attribute("Unit", "unit")),
+    (
+        _Children(
+            "ISP", "isps", _Binding(MeteringIsp, (_START, _Attribute("Value", "value", _DECIMAL)))
+        ),
+    ),
+)
+
+# the common reference (CRO)
+_REGISTERED_CONNECTION = _Binding(
+    PortfolioConnection,
+    (
+        _ENTITY_ADDRESS,
+        _Attribute("StartPeriod", "start_period", _DATE),
+        _opt("EndPeriod", "end_period", _DATE),
+    ),
+)
+_CONGESTION_POINT_RULES = (
+    _Attribute("MutexOffersSupported", "mutex_offers_supported", _BOOLEAN),
+    _Attribute("DayAheadRedispatchBy", "day_ahead_redispatch_by", _REDISPATCH_BY),
+    _opt("IntradayRedispatchBy", "intraday_redispatch_by", _REDISPATCH_BY),
+)
+_REGISTERED_CONGESTION_POINT = _Binding(
+    PortfolioCongestionPoint,
+    (
+        _ENTITY_ADDRESS,
+        _Attribute("StartPeriod", "start_period", _DATE),
+        _opt("EndPeriod", "end_period", _DATE),
+        *_CONGESTION_POINT_RULES,
+    ),
+    (_Children("Connection", "connections", _REGISTERED_CONNECTION),),
+)
+_QUERIED_CONNECTIONS = _Children(
+    "Connection",
+    "connections",
+    _Binding(QueriedConnection, (_ENTITY_ADDRESS, _opt("AGR-Domain", "agr_domain"))),
+)
+# the model holds a Connection that has only an EntityAddress as that address
+_CONNECTION = _Binding(_entity_address, (_ENTITY_ADDRESS,), take=_itself)
+_DSO_PORTFOLIO = _Binding(
+    _dso_portfolio,
+    (_Attribute("DSO-Domain", "dso_domain"),),
+    (
+        _Children(
+            "CongestionPoint",
+            "congestion_points",
+            _Binding(
+                DsoCongestionPointView,
+                (_ENTITY_ADDRESS, *_CONGESTION_POINT_RULES),
+                (_Children("Connection", "connections", _CONNECTION),),
+            ),
+        ),
+    ),
+    take=_dso_portfolio_field,
+)
+_DSO_VIEW = _Binding(
+    DsoView,
+    parts=(
+        _Children("DSO-Portfolio", "portfolios", _DSO_PORTFOLIO),
+        _Children("Connection", "connections", _CONNECTION, min_occurs=0),
+    ),
+)
+
+
+def _response(
+    cls: type[FlexResponse], reference: str, *attributes: _Attribute, parts: tuple[_Part, ...] = ()
+) -> _Binding:
+    """A response: Result, RejectionReason and the reference to its request (NOTES §1)."""
+    return _Binding(
+        cls,
+        (*_RESULT_ATTRIBUTES, _Attribute(reference, "reference_message_id"), *attributes),
+        parts,
+    )
+
+
+# The 3.x name of each response's reference attribute (NOTES §1); these responses say no more
+_PLAIN_RESPONSES: tuple[tuple[type[FlexResponse], str], ...] = (
+    (FlexRequestResponse, "FlexRequestMessageID"),
+    (FlexOfferResponse, "FlexOfferMessageID"),
+    (FlexOfferRevocationResponse, "FlexOfferRevocationMessageID"),
+    (FlexOrderResponse, "FlexOrderMessageID"),
+    (FlexReservationUpdateResponse, "FlexReservationUpdateMessageID"),
+    (MeteringResponse, "MeteringMessageID"),
+    (DSOPortfolioUpdateResponse, "DSOPortfolioUpdateResponseMessageID"),  # sic in 3.x
+    (AGRPortfolioUpdateResponse, "AGRPortfolioUpdateMessageID"),
+)
+
+_BINDINGS: dict[MessageKind, _Binding] = {
+    **{cls.kind: _response(cls, reference) for cls, reference in _PLAIN_RESPONSES},
+    MessageKind.FLEX_OFFER_REVOCATION: _Binding(
+        FlexOfferRevocation, (_Attribute("FlexOfferMessageID", "flex_offer_message_id"),)
+    ),
+    MessageKind.FLEX_RESERVATION_UPDATE: _Binding(
+        FlexReservationUpdate,
+        (
+            *_FLEX_HEADER,
+            _Attribute("ContractID", "contract_id"),
+            _Attribute("Reference", "reference"),
+        ),
+        (_POWER_ISPS,),
+    ),
+    MessageKind.D_PROGNOSIS: _Binding(
+        DPrognosis, (*_FLEX_HEADER, _Attribute("Revision", "revision", _INTEGER)), (_POWER_ISPS,)
+    ),
+    MessageKind.D_PROGNOSIS_RESPONSE: _response(
+        DPrognosisResponse,
+        "D-PrognosisMessageID",
+        parts=(
+            _Children(
+                "FlexOrderStatus",
+                "flex_order_statuses",
+                _Binding(
+                    FlexOrderStatus,
+                    (
+                        _Attribute("FlexOrderMessageID", "flex_order_message_id"),
+                        _Attribute("IsValidated", "is_validated", _BOOLEAN),
+                    ),
+                ),
+                min_occurs=0,
+            ),
+        ),
+    ),
+    # a request, but derived from the response type in 3.x: it carries Result, and both
+    # kinds of settlement at least once (SPEC #53)
+    MessageKind.FLEX_SETTLEMENT: _Binding(
+        FlexSettlement,
+        (
+            *_RESULT_ATTRIBUTES,
+            _Attribute("PeriodStart", "period_start", _DATE),
+            _Attribute("PeriodEnd", "period_end", _DATE),
+            _Attribute("Currency", "currency"),
+        ),
+        (
+            _Children("FlexOrderSettlement", "order_settlements", _ORDER_SETTLEMENT),
+            _Children("ContractSettlement", "contract_settlements", _CONTRACT_SETTLEMENT),
+        ),
+    ),
+    MessageKind.FLEX_SETTLEMENT_RESPONSE: _response(
+        FlexSettlementResponse,
+        "FlexSettlementMessageID",
+        parts=(_Children("FlexOrderSettlementStatus", "statuses", _SETTLEMENT_STATUS),),
+    ),
+    MessageKind.METERING: _Binding(
+        Metering,
+        (
+            _Attribute("Revision", "revision", _INTEGER),
+            _Attribute("ISP-Duration", "isp_duration", _ISP_DURATION),
+            _TIME_ZONE,
+            _opt("Currency", "currency"),
+            _PERIOD,
+            _Attribute("EAN", "ean"),
+        ),
+        (_Children("Profile", "profiles", _METERING_PROFILE),),
+    ),
+    MessageKind.DSO_PORTFOLIO_UPDATE: _Binding(
+        DSOPortfolioUpdate,
+        (_TIME_ZONE,),
+        (_Children("CongestionPoint", "congestion_points", _REGISTERED_CONGESTION_POINT),),
+    ),
+    MessageKind.DSO_PORTFOLIO_QUERY: _Binding(
+        DSOPortfolioQuery, (_TIME_ZONE, _PERIOD, _ENTITY_ADDRESS)
+    ),
+    MessageKind.DSO_PORTFOLIO_QUERY_RESPONSE: _response(
+        DSOPortfolioQueryResponse,
+        "DSOPortfolioQueryMessageID",
+        _TIME_ZONE,
+        _PERIOD,
+        parts=(_QueriedCongestionPoint(_QUERIED_CONNECTIONS),),
+    ),
+    MessageKind.AGR_PORTFOLIO_UPDATE: _Binding(
+        AGRPortfolioUpdate,
+        (_TIME_ZONE,),
+        (_Children("Connection", "connections", _REGISTERED_CONNECTION),),
+    ),
+    MessageKind.AGR_PORTFOLIO_QUERY: _Binding(AGRPortfolioQuery, (_TIME_ZONE, _PERIOD)),
+    MessageKind.AGR_PORTFOLIO_QUERY_RESPONSE: _response(
+        AGRPortfolioQueryResponse,
+        "AGRPortfolioQueryMessageID",
+        _TIME_ZONE,
+        _PERIOD,
+        parts=(_Children("DSO-View", "views", _DSO_VIEW),),
+    ),
+    MessageKind.TEST_MESSAGE: _Binding(TestMessage),
+    # no reference and no Result in 3.x (SPEC #55); a Result a peer adds is ignored
+    MessageKind.TEST_MESSAGE_RESPONSE: _Binding(TestMessageResponse),
+}
+
+
+def _bound_decoder(binding: _Binding) -> Callable[[etree._Element, Envelope], Message]:
+    def decode_bound(root: etree._Element, envelope: Envelope) -> Message:
+        return cast(Message, _read(root, binding, envelope=envelope))
+
+    return decode_bound
 
 
 _DECODERS: dict[str, Callable[[etree._Element, Envelope], Message]] = {
     "FlexRequest": _decode_flex_request,
     "FlexOffer": _decode_flex_offer,
     "FlexOrder": _decode_flex_order,
-    "FlexRequestResponse": _response_decoder(FlexRequestResponse, "FlexRequestMessageID"),
-    "FlexOfferResponse": _response_decoder(FlexOfferResponse, "FlexOfferMessageID"),
-    "FlexOrderResponse": _response_decoder(FlexOrderResponse, "FlexOrderMessageID"),
+    **{kind.value: _bound_decoder(binding) for kind, binding in _BINDINGS.items()},
 }
 
 
@@ -745,16 +1275,18 @@ def decode(
 
     `raw_digest` is the SHA-256 of the raw envelope as received and `sender_role` the
     envelope's SenderRole; both go into the model Envelope. Raises a Rejection naming the
-    rule: INVALID_MESSAGE for XML that is no UFTP flex message, UNSUPPORTED_VERSION,
+    rule: INVALID_MESSAGE for XML that is no UFTP 3 message, UNSUPPORTED_VERSION,
     SCHEMA_INVALID (naming the element, attribute and line), DTD_FORBIDDEN, OVERSIZE.
     """
     root = _parse(inner_xml, envelope=False, max_bytes=max_bytes)
     decoder = _DECODERS.get(root.tag) if isinstance(root.tag, str) else None
     if decoder is None:
+        near = difflib.get_close_matches(_tag(root), _DECODERS, n=1)
+        hint = f"; did you mean <{near[0]}>?" if near else ""
         raise reject(
             UftpReason.INVALID_MESSAGE,
-            f"UFTP 3.x: <{_tag(root)}> is not a message gridgate handles "
-            f"(expected one of {', '.join(_DECODERS)})",
+            f"UFTP 3.x: <{_tag(root)}> is not a message gridgate handles (none of the "
+            f"{len(_DECODERS)} UFTP 3 message types{hint})",
         )
     version = _check_version(root)
     validator = schema()
@@ -767,41 +1299,6 @@ def decode(
 
 # ---------------------------------------------------------------------------------------------
 # Encoding
-
-
-def format_datetime(value: datetime) -> str:
-    """Format an aware datetime as UTC with an explicit `Z` (milliseconds unless finer)."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"UFTP timestamps carry a UTC offset; {value!r} is naive")
-    u = value.astimezone(UTC).replace(tzinfo=None)
-    # isoformat (C) writes YYYY-MM-DDTHH:MM:SS.fff, zero-padded, as the spec's examples do
-    if u.microsecond % 1000 == 0:
-        return u.isoformat(timespec="milliseconds") + "Z"
-    return u.isoformat(timespec="microseconds") + "Z"
-
-
-def format_duration(value: timedelta) -> str:
-    """Format an ISP duration in whole minutes, as the spec writes it (PT15M)."""
-    seconds = value.total_seconds()
-    if seconds <= 0 or seconds % 60:
-        raise ValueError(f"UFTP ISP-Duration is a positive number of minutes, not {value}")
-    return f"PT{int(seconds // 60)}M"
-
-
-def _decimal_text(value: Decimal, places: int, name: str) -> str:
-    if not value.is_finite():
-        raise ValueError(f"UFTP {name}: {value} is not a number")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -places:
-        rounded = value.quantize(Decimal(1).scaleb(-places))
-        if rounded != value:
-            raise ValueError(f"UFTP {name}: {value} has more than {places} decimals")
-        value = rounded
-    return format(value, "f")
-
-
-def _bool_text(value: bool) -> str:
-    return "true" if value else "false"
 
 
 def _header(message: Message) -> dict[str, str]:
@@ -913,21 +1410,6 @@ def _encode_flex_order(m: FlexOrder) -> etree._Element:
     return root
 
 
-_REFERENCE_ATTRIBUTE = {
-    MessageKind.FLEX_REQUEST_RESPONSE: "FlexRequestMessageID",
-    MessageKind.FLEX_OFFER_RESPONSE: "FlexOfferMessageID",
-    MessageKind.FLEX_ORDER_RESPONSE: "FlexOrderMessageID",
-}
-
-
-def _response_attributes(m: FlexResponse) -> dict[str, str]:
-    attrs = _header(m)
-    attrs["Result"] = m.result.value
-    _put(attrs, "RejectionReason", m.rejection_reason)
-    attrs[_REFERENCE_ATTRIBUTE[m.kind]] = m.reference_message_id
-    return attrs
-
-
 def encode(message: Message) -> bytes:
     """Serialize a model message as UFTP XML (UTF-8, with declaration), ready to sign.
 
@@ -935,9 +1417,9 @@ def encode(message: Message) -> bytes:
     None are left out; Version comes from the envelope. Raises ValueError for a message the
     envelope's Version cannot express (e.g. a 3.0.0 FlexOrder without FlexOfferMessageID).
     """
-    if isinstance(message, FlexResponse) and message.kind in _REFERENCE_ATTRIBUTE:
-        # one element without children: written directly, as lxml would write it
-        return _render_empty_element(message.kind.value, _response_attributes(message))
+    binding = _BINDINGS.get(message.kind) if isinstance(message, Message) else None
+    if binding is not None:
+        return _encode_bound(message, binding)
     if isinstance(message, FlexRequest):
         root = _encode_flex_request(message)
     elif isinstance(message, FlexOffer):
@@ -946,4 +1428,4 @@ def encode(message: Message) -> bytes:
         root = _encode_flex_order(message)
     else:
         raise TypeError(f"UFTP codec: cannot encode {type(message).__name__}")
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    return _serialize(root)

@@ -14,18 +14,17 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from lxml import etree
 
 from adapters.uftp import codec, signing
 from adapters.uftp.rejections import UftpReason
 from gateway import xmlsafe
 from gateway.errors import Rejection
 from gateway.model import (
-    FlexOfferResponse,
     FlexOrder,
-    FlexOrderResponse,
     FlexRequest,
-    FlexRequestResponse,
     FlexResponse,
+    Message,
     PowerIsp,
     RequestIsp,
     Result,
@@ -33,6 +32,7 @@ from gateway.model import (
 )
 
 from .conftest import make_messages
+from .examples import every_message
 
 
 def checked(raw: bytes) -> codec.SignedEnvelope | Rejection:
@@ -198,9 +198,23 @@ REASONS = [
 ]
 
 
+# the responses that only refer to their request, and the requests without child elements
+PLAIN_RESPONSES = [
+    "FlexRequestResponse",
+    "FlexOfferResponse",
+    "FlexOrderResponse",
+    "FlexOfferRevocationResponse",
+    "FlexReservationUpdateResponse",
+    "MeteringResponse",
+    "DSOPortfolioUpdateResponse",
+    "AGRPortfolioUpdateResponse",
+]
+CHILDLESS = ["FlexOfferRevocation", "DSOPortfolioQuery", "AGRPortfolioQuery", "TestMessage"]
+
+
 def response(name: str, reason: str | None) -> FlexResponse:
-    message = make_messages()[name]
-    assert isinstance(message, FlexRequestResponse | FlexOfferResponse | FlexOrderResponse)
+    message = every_message()[name]
+    assert isinstance(message, FlexResponse)
     return dataclasses.replace(
         message,
         result=Result.ACCEPTED if reason is None else Result.REJECTED,
@@ -208,17 +222,35 @@ def response(name: str, reason: str | None) -> FlexResponse:
     )
 
 
+def attributes(message: Message) -> dict[str, str]:
+    """The attributes the codec writes for a message of a declared type, in its order."""
+    binding = codec._BINDINGS[message.kind]
+    return codec._attributes(message, binding, message.kind.value, codec._header(message))
+
+
+def test_every_plain_response_and_childless_message_is_written_without_lxml() -> None:
+    childless = {kind.value for kind, binding in codec._BINDINGS.items() if not binding.parts}
+    assert childless == {*PLAIN_RESPONSES, *CHILDLESS, "TestMessageResponse"}
+
+
 @pytest.mark.parametrize("reason", REASONS)
-@pytest.mark.parametrize("name", ["FlexRequestResponse", "FlexOfferResponse", "FlexOrderResponse"])
+@pytest.mark.parametrize("name", PLAIN_RESPONSES)
 def test_responses_are_written_byte_for_byte_as_lxml_writes_them(
     name: str, reason: str | None
 ) -> None:
     message = response(name, reason)
     written = codec.encode(message)
-    reference = codec._render_with_lxml(message.kind.value, codec._response_attributes(message))
-    assert written == reference
+    assert written == codec._render_with_lxml(message.kind.value, attributes(message))
     back = codec.decode(written, raw_digest="", sender_role=message.envelope.sender_role)
     assert back == message
+
+
+@pytest.mark.parametrize("name", [*CHILDLESS, "TestMessageResponse"])
+def test_childless_messages_are_written_byte_for_byte_as_lxml_writes_them(name: str) -> None:
+    message = every_message()[name]
+    written = codec.encode(message)
+    assert written == codec._render_with_lxml(message.kind.value, attributes(message))
+    assert codec.decode(written, raw_digest="", sender_role=Role.CRO).kind == message.kind
 
 
 @pytest.mark.parametrize("bad", ["nul\x00byte", "bell\x07", "lone \ud800 surrogate", "\x0b"])
@@ -226,9 +258,8 @@ def test_values_xml_cannot_hold_are_refused_as_lxml_refuses_them(bad: str) -> No
     message = response("FlexOrderResponse", bad)
     with pytest.raises(ValueError, match=r"XML compatible|surrogates") as fast:
         codec.encode(message)
-    attributes = codec._response_attributes(message)
     with pytest.raises(ValueError, match=r"XML compatible|surrogates") as reference:
-        codec._render_with_lxml("FlexOrderResponse", attributes)
+        codec._render_with_lxml("FlexOrderResponse", attributes(message))
     assert str(fast.value) == str(reference.value)
 
 
@@ -358,3 +389,28 @@ def test_the_plain_constructor_declines_classes_it_cannot_stand_in_for() -> None
     for cls in (Checked, Mutable, NoSlots):
         assert codec._plain_constructor(cls, ("a", "b", "c")) is None
     assert codec._plain_constructor(PowerIsp, ("start", "power")) is None
+
+
+D_PROGNOSIS_HEAD = ORDER_HEAD.replace("<FlexOrder ", "<D-Prognosis ").replace(
+    ' Price="10" Currency="EUR" OrderReference="o-1">', ' Revision="1">'
+)
+
+
+@pytest.mark.parametrize(
+    "isps",
+    [
+        '<ISP Power="5" Start="1"/><ISP Power="-6" Start="2"/>',
+        '<ISP Power="5" Start="1"/><ISP Start="2" Power="6"/>'
+        '<ISP Duration="3" Start="3" Power="7"/>',
+        '<ISP Power=" +5 " Start=" 007 " Duration="&#9;2"/>'
+        '<ISP Power="-0" Start="0" Duration="-1"/>',
+    ],
+)
+def test_declared_power_isps_read_by_columns_as_the_generic_reader_reads_them(isps: str) -> None:
+    """D-Prognosis and FlexReservationUpdate ISPs go through the hot path's column reader;
+    it gives what the declared ISP binding gives, element by element."""
+    root = etree.fromstring(D_PROGNOSIS_HEAD + isps + "</D-Prognosis>")
+    assert codec.schema().validate(root), codec.schema().error_log.last_error
+    fast = codec._POWER_ISPS.read(root)
+    assert fast == codec._Children.read(codec._POWER_ISPS, root)
+    assert all(type(isp) is PowerIsp for isp in fast["isps"])
