@@ -574,6 +574,7 @@ class AGRPortfolioQueryResponse(FlexResponse):
     answers: ClassVar[MessageKind] = MessageKind.AGR_PORTFOLIO_QUERY
     time_zone: str
     period: date
+    # the 3.x XSD requires at least one DSO-View (with a DSO-Portfolio), even when Rejected
     views: tuple[DsoView, ...] = ()
 
 

@@ -730,9 +730,10 @@ class Pipeline:
         if msg.to_gateway and self.cro is not None:
             return Role.CRO
         # the role the message was for (for a TestMessage: the sender's counterpart)
-        roles = RECIPIENT_ROLES[msg.message.kind] - {msg.sender.role} or RECIPIENT_ROLES[
-            msg.message.kind
-        ]
+        roles = (
+            RECIPIENT_ROLES[msg.message.kind] - {msg.sender.role}
+            or RECIPIENT_ROLES[msg.message.kind]
+        )
         return Role.DSO if Role.DSO in roles else min(roles)
 
     def _answer(self, msg: Inbound, result: Result, reason: str | None, **content: Any) -> bool:

@@ -135,6 +135,7 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
             "signing_key_file": "gw.key",
             "rate_limit_per_second": 200.0,
             "max_pending": 20,
+            "cro": True,
         },
         "mqtt": {
             "url": f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}",
