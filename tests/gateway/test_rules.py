@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -630,3 +630,15 @@ async def test_a_message_for_a_cro_role_to_a_non_cro_is_refused(world: World) ->
     reason = await rejected(world.agr, update)
     assert reason.startswith(UftpReason.UNKNOWN_RECIPIENT_DOMAIN.value)
     assert "it is not a CRO" in reason
+
+
+async def test_a_period_on_a_dst_day_has_92_or_100_isps(world: World) -> None:
+    autumn = date(2027, 10, 31)  # clocks go back: 100 ISPs of 15 minutes
+    spring = date(2027, 3, 28)  # clocks go forward: 92
+    last = replace(request(world, period=autumn), isps=(RequestIsp(100, -1000, 0),))
+    assert await world.dso.send(last) == (200, "")
+    await arrived(world.agr, last)
+    beyond = replace(request(world, period=spring, revision=2), isps=(RequestIsp(93, -1000, 0),))
+    reason = await rejected(world.dso, beyond)
+    assert reason.startswith(UftpReason.ISP_OUT_OF_BOUNDS.value)
+    assert "(92 ISPs)" in reason
