@@ -536,15 +536,17 @@ class Pipeline:
                     covered[index] = isp.start
             if not covered:
                 raise Rejection(r.ISP_OUT_OF_BOUNDS, f"{label}no ISP is given")
-        if isinstance(message, FlexOffer) and len(message.options) > 1:
-            cp = self.directory.congestion_points.get(message.congestion_point)
-            if cp is not None and not cp.mutex_offers_supported:
-                raise Rejection(
-                    r.MUTEX_OFFERS_NOT_SUPPORTED,
-                    f"congestion point {cp.ean} does not support mutually exclusive offers "
-                    f"(MutexOffersSupported=false): this FlexOffer has {len(message.options)} "
-                    "options",
-                )
+        if (
+            isinstance(message, FlexOffer)
+            and len(message.options) > 1
+            and not self._mutex_offers_supported(message.congestion_point)
+        ):
+            raise Rejection(
+                r.MUTEX_OFFERS_NOT_SUPPORTED,
+                f"congestion point {message.congestion_point} does not support mutually "
+                f"exclusive offers (MutexOffersSupported=false): this FlexOffer has "
+                f"{len(message.options)} options",
+            )
         if isinstance(message, FlexRequest | FlexOffer):
             latest = max(isp.start + isp.duration for _, isps in flex_isps(message) for isp in isps)
             if not msg.received_at < message.expiration <= message.isp_start(latest):
@@ -553,6 +555,15 @@ class Pipeline:
                     f"ExpirationDateTime {message.expiration.isoformat()} must lie after now "
                     f"and not after the end of the last ISP ({message.isp_start(latest)})",
                 )
+
+    def _mutex_offers_supported(self, congestion_point: str) -> bool:
+        """What the DSO registered with gridgate as the CRO, else the operator's config."""
+        if self.cro is not None:
+            registered = self.cro.congestion_points.get(congestion_point)
+            if registered is not None:
+                return registered[1].mutex_offers_supported
+        cp = self.directory.congestion_points.get(congestion_point)
+        return cp is None or cp.mutex_offers_supported
 
     def _hold_metering(self, metering: Metering) -> None:
         """Metering: the market's ISP-Duration, and ISPs within its Period."""

@@ -1,9 +1,10 @@
-"""shapeshifter-uftp (PyPI) plays the DSO and the aggregator around a real gridgate.
+"""shapeshifter-uftp (PyPI) plays the DSO, the aggregator and a CRO around a real gridgate.
 
-Everything talks real HTTP on loopback. The two shapeshifter services run in their own
+Everything talks real HTTP on loopback. The three shapeshifter services run in their own
 threads (uvicorn, `run_in_thread()`); their endpoint lookup sends every message to gridgate,
-their key lookup trusts the other party's key and gridgate's key for gridgate's domain.
-gridgate runs in the test's event loop with both services as participants.
+their key lookup trusts the other parties' keys and gridgate's key for gridgate's domain.
+gridgate runs in the test's event loop with the three services as participants, and is
+itself the CRO of its own domain (`gateway.cro`) unless a test sets `gridgate_is_cro`.
 
 The services hand what they receive to the test through an `Inbox` (a list under a
 `threading.Condition`); a test awaits it with `asyncio.to_thread`. Their blocking clients
@@ -14,6 +15,7 @@ event loop gridgate answers on.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -26,7 +28,13 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from shapeshifter_uftp import ShapeshifterAgrService, ShapeshifterDsoService
+from shapeshifter_uftp import (
+    ShapeshifterAgrService,
+    ShapeshifterCroService,
+    ShapeshifterDsoService,
+)
+from shapeshifter_uftp.service.base_service import ShapeshifterService
+from shapeshifter_uftp.uftp import TestMessage
 from sqlalchemy import select
 
 from gateway.app import Gateway
@@ -41,6 +49,7 @@ GRIDGATE = "gridgate.example.com"
 DSO = "dso.example.com"
 AGR = "agr.example.com"
 AGR_MQTT = "agr-mqtt.example.com"  # an aggregator gridgate reaches over MQTT only
+CRO = "cro.example.com"  # an outside common reference operator (gridgate forwards to it)
 CP = "ean.871685900012636543"  # the DSO's, the aggregators have resources on it
 SPARE_CP = "ean.871685900099999999"  # the DSO's too, but nobody has resources on it
 ZONE = "Europe/Amsterdam"
@@ -137,17 +146,32 @@ class Recording:
 
 
 def recording(base: type) -> type:
-    """A concrete subclass of a shapeshifter service whose every `process_*` records."""
+    """A concrete subclass of a shapeshifter service whose every `process_*` records.
+
+    A TestMessage is recorded and then answered as the library does by itself (a signed
+    TestMessageResponse back to the sender), unless the test gave it a reaction.
+    """
 
     def process(self: Recording, message: Any) -> None:
         self.record(message)
 
-    body = {name: process for name in base.__abstractmethods__}  # type: ignore[attr-defined]
+    def process_test_message(self: Any, message: Any, sender_role: Any) -> None:
+        self.record(message)
+        if TestMessage not in self.reactions:
+            ShapeshifterService.process_test_message(self, message, sender_role)
+
+    abstract: frozenset[str] = base.__abstractmethods__  # type: ignore[attr-defined]
+    body: dict[str, Any] = dict.fromkeys(abstract, process)
+    body |= {
+        "process_test_message": process_test_message,
+        "process_test_message_response": process,
+    }
     return type(f"Recording{base.__name__}", (Recording, base), body)
 
 
 DsoService = recording(ShapeshifterDsoService)
 AgrService = recording(ShapeshifterAgrService)
+CroService = recording(ShapeshifterCroService)
 
 
 @dataclass
@@ -158,12 +182,19 @@ class Net:
     gateway_url: str = ""
     # (domain, role) -> public key (base64) a service trusts
     trusted: dict[tuple[str, str], str] = field(default_factory=dict)
-    # every key lookup a service made, (service domain, looked-up domain, role)
+    # every key lookup a service made, (service domain, looked-up domain, role): to check
+    # a signature, or to make a client (which looks up the recipient's key too)
     lookups: list[tuple[str, str, str]] = field(default_factory=list)
+    # only those made to check the signature of a message the service received
+    verified: list[tuple[str, str, str]] = field(default_factory=list)
 
     def key_lookup(self, me: str) -> Callable[[str, object], str | None]:
         def lookup(domain: str, role: object) -> str | None:
-            self.lookups.append((me, domain, role_name(role)))
+            entry = (me, domain, role_name(role))
+            self.lookups.append(entry)
+            # shapeshifter's `_receive_message` asks for the key it opens the SignedMessage with
+            if sys._getframe(1).f_code.co_name == "_receive_message":
+                self.verified.append(entry)
             return self.trusted.get((domain, role_name(role)))
 
         return lookup
@@ -174,15 +205,18 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net() -> Net:
-    keys = {name: Ed25519PrivateKey.generate() for name in (GRIDGATE, DSO, AGR, AGR_MQTT)}
+    keys = {name: Ed25519PrivateKey.generate() for name in (GRIDGATE, DSO, AGR, AGR_MQTT, CRO)}
     return Net(
         keys,
         trusted={
             (DSO, "DSO"): public_b64(keys[DSO]),
             (AGR, "AGR"): public_b64(keys[AGR]),
-            # gridgate answers a DSO in the aggregator's place and vice versa
+            (CRO, "CRO"): public_b64(keys[CRO]),
+            # gridgate answers a DSO in the aggregator's place and vice versa, and answers
+            # both as the CRO of its own domain
             (GRIDGATE, "AGR"): public_b64(keys[GRIDGATE]),
             (GRIDGATE, "DSO"): public_b64(keys[GRIDGATE]),
+            (GRIDGATE, "CRO"): public_b64(keys[GRIDGATE]),
         },
     )
 
@@ -215,11 +249,25 @@ def agr_service(net: Net) -> Iterator[Any]:
     service.stop()
 
 
+@pytest.fixture(scope="module")
+def cro_service(net: Net) -> Iterator[Any]:
+    service = start(CroService, CRO, net)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def gridgate_is_cro() -> bool:
+    """`gateway.cro`: a test overrides it with `pytest.mark.parametrize("gridgate_is_cro", ...)`."""
+    return True
+
+
 @dataclass
 class World:
     gateway: Gateway
     dso: Any  # the shapeshifter DSO service
     agr: Any  # the shapeshifter AGR service
+    cro: Any  # the shapeshifter CRO service, an outside CRO
     net: Net
     conversation: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -243,7 +291,12 @@ class World:
 
 @pytest.fixture
 async def world(
-    tmp_path: Path, net: Net, dso_service: Any, agr_service: Any
+    tmp_path: Path,
+    net: Net,
+    dso_service: Any,
+    agr_service: Any,
+    cro_service: Any,
+    gridgate_is_cro: bool,
 ) -> AsyncIterator[World]:
     require(mosquitto_running(), f"Mosquitto is not listening on {MOSQUITTO_HOST}:{MOSQUITTO_PORT}")
     keys = net.keys
@@ -265,6 +318,7 @@ async def world(
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'gridgate.db'}",
             "uftp_domain": GRIDGATE,
             "signing_key_file": "gw.key",
+            "cro": gridgate_is_cro,
         },
         "mqtt": {
             "url": f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}",
@@ -300,19 +354,28 @@ async def world(
                 "mqtt_prefix": f"test/gridgate/{run}/agr-mqtt",
                 "resources": [resource("hp-1", "ean.871685900000000201")],
             },
+            {
+                "id": "cro",
+                "role": "CRO",
+                "uftp_domain": CRO,
+                "endpoint": cro_service.url,
+                "public_keys": [public_b64(keys[CRO])],
+            },
         ],
     }
     settings = settings_from_dict(data, path=tmp_path / "interop.toml", base=tmp_path)
     gateway = Gateway(settings)
     await gateway.start()
     net.gateway_url = f"http://127.0.0.1:{gateway.port}/shapeshifter/api/v3/message"
-    for service in (dso_service, agr_service):
+    services = (dso_service, agr_service, cro_service)
+    for service in services:
         service.inbox, service.reactions = Inbox(), {}
     net.lookups.clear()
+    net.verified.clear()
     try:
-        yield World(gateway, dso_service, agr_service, net)
+        yield World(gateway, dso_service, agr_service, cro_service, net)
     finally:
-        for service in (dso_service, agr_service):
+        for service in services:
             service.reactions = {}
         await gateway.stop()
         # drop the persistent session gridgate left on Mosquitto

@@ -15,177 +15,34 @@ Covered (who signs what reaches whom):
 
 from __future__ import annotations
 
-import asyncio
-import json
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import aiohttp
 import pytest
 from shapeshifter_uftp import uftp as su
-from xsdata.models.datatype import XmlDate, XmlDuration
 
 from gateway.audit.chain import verify_chain
 from gateway.model import Message, Role
 from gateway.store.db import sessionmaker
 from tests.adapters.uftp.conftest import make_messages
 
-from .conftest import AGR, AGR_MQTT, CP, DSO, GRIDGATE, LIMIT, SPARE_CP, ZONE, World, tomorrow
-
-ACCEPTED, REJECTED = su.AcceptedRejected.ACCEPTED, su.AcceptedRejected.REJECTED
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def in_an_hour() -> str:
-    return (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
-
-
-def flex_header(cp: str = CP) -> dict[str, Any]:
-    day = tomorrow()
-    return {
-        "isp_duration": XmlDuration("PT15M"),
-        "time_zone": ZONE,
-        "period": XmlDate(day.year, day.month, day.day),
-        "congestion_point": cp,
-    }
-
-
-def flex_request(conversation: str, *, cp: str = CP) -> su.FlexRequest:
-    return su.FlexRequest(
-        **flex_header(cp),
-        message_id=new_id(),
-        conversation_id=conversation,
-        isps=[
-            su.FlexRequestISP(
-                disposition=su.AvailableRequested.REQUESTED,
-                min_power=-150_000,
-                max_power=-100_000,
-                start=41,
-                duration=4,
-            ),
-            su.FlexRequestISP(
-                disposition=su.AvailableRequested.AVAILABLE, min_power=0, max_power=0, start=45
-            ),
-        ],
-        revision=1,
-        expiration_date_time=in_an_hour(),
-    )
-
-
-def flex_offer(
-    conversation: str,
-    request_id: str | None,
-    *,
-    cp: str = CP,
-    powers: dict[int, int] | None = None,
-) -> su.FlexOffer:
-    """An offer of option-a: the given power per ISP, or -120 kW in ISPs 41-44."""
-    isps = (
-        [su.FlexOfferOptionISP(power=-120_000, start=41, duration=4)]
-        if powers is None
-        else [su.FlexOfferOptionISP(power=p, start=i) for i, p in powers.items()]
-    )
-    return su.FlexOffer(
-        **flex_header(cp),
-        message_id=new_id(),
-        conversation_id=conversation,
-        offer_options=[
-            su.FlexOfferOption(
-                isps=isps,
-                option_reference="option-a",
-                price=Decimal("12.50"),
-                min_activation_factor=Decimal("0.5"),
-            )
-        ],
-        expiration_date_time=in_an_hour(),
-        flex_request_message_id=request_id,
-        unsolicited=True if request_id is None else None,
-        currency="EUR",
-    )
-
-
-def flex_order(
-    conversation: str, offer_id: str | None, powers: dict[int, int], *, ref: str = "order-1"
-) -> su.FlexOrder:
-    """An order of option-a of offer `offer_id`; without one, an unsolicited order."""
-    return su.FlexOrder(
-        **flex_header(),
-        message_id=new_id(),
-        conversation_id=conversation,
-        isps=[su.FlexOrderISP(power=p, start=i) for i, p in powers.items()],
-        flex_offer_message_id=offer_id,
-        unsolicited=True if offer_id is None else None,
-        price=Decimal("12.50"),
-        currency="EUR",
-        order_reference=ref,
-        option_reference="option-a",
-        activation_factor=Decimal("0.8"),
-    )
-
-
-def power_by_isp(isps: list[Any]) -> dict[int, int]:
-    return {i.start + n: i.power for i in isps for n in range(i.duration)}
-
-
-# -- the services' reactions (they run in the services' worker threads) ---------------------
-
-
-def offer_on_request(service: Any, request: su.FlexRequest) -> None:
-    """The aggregator accepts the request and offers, both with its own DSO client."""
-    client = service.dso_client(request.sender_domain, version=request.version)
-    client.send_flex_request_response(
-        su.FlexRequestResponse(
-            conversation_id=request.conversation_id,
-            flex_request_message_id=request.message_id,
-            result=ACCEPTED,
-        )
-    )
-    client.send_flex_offer(flex_offer(request.conversation_id, request.message_id))
-
-
-def accept_offer(service: Any, offer: su.FlexOffer) -> None:
-    service.agr_client(offer.sender_domain, version=offer.version).send_flex_offer_response(
-        su.FlexOfferResponse(
-            conversation_id=offer.conversation_id,
-            flex_offer_message_id=offer.message_id,
-            result=ACCEPTED,
-        )
-    )
-
-
-def confirm_order(service: Any, order: su.FlexOrder) -> None:
-    service.dso_client(order.sender_domain, version=order.version).send_flex_order_response(
-        su.FlexOrderResponse(
-            conversation_id=order.conversation_id,
-            flex_order_message_id=order.message_id,
-            result=ACCEPTED,
-        )
-    )
-
-
-async def send(client: Any, method: str, message: Any) -> None:
-    """A shapeshifter client call (blocking `requests`), off gridgate's event loop."""
-    await asyncio.to_thread(getattr(client, method), message)
-
-
-def same(conversation: str) -> Any:
-    return lambda m: m.conversation_id == conversation
-
-
-async def audited(world: World, event: str) -> dict[str, dict[str, Any]]:
-    """The audit entries of one event in this conversation, by MessageID, details parsed."""
-    return {
-        e.message_id or "": json.loads(e.detail)
-        for e in await world.audit(event)
-        if e.conversation_id == world.conversation
-    }
-
+from .conftest import AGR, AGR_MQTT, CP, DSO, GRIDGATE, LIMIT, SPARE_CP, World, tomorrow
+from .exchange import (
+    ACCEPTED,
+    REJECTED,
+    accept_offer,
+    audited,
+    confirm_order,
+    flex_offer,
+    flex_order,
+    flex_request,
+    new_id,
+    offer_on_request,
+    power_by_isp,
+    same,
+    send,
+)
 
 # -- signed by shapeshifter-uftp, relayed by gridgate ---------------------------------------
 
@@ -240,7 +97,7 @@ async def test_the_whole_exchange_between_shapeshifter_dso_and_agr_runs_through_
     assert order_answer.version == version
 
     # gridgate relayed the originals: each service checked the other's key, never gridgate's
-    lookups = {(me, domain, role) for me, domain, role in world.net.lookups}
+    lookups = {(me, domain, role) for me, domain, role in world.net.verified}
     assert (AGR, DSO, "DSO") in lookups and (DSO, AGR, "AGR") in lookups
     assert not any(domain == GRIDGATE for _, domain, _ in lookups)
 
@@ -294,7 +151,7 @@ async def test_an_order_over_the_limit_gets_gridgates_signed_rejection(
     assert answer.rejection_reason.startswith("Grid limit exceeded: ISP 42")
     assert f"exceeds the limit {LIMIT} W by 50000 W" in answer.rejection_reason
     # the DSO service checked gridgate's signature with gridgate's key, as an AGR
-    assert (DSO, GRIDGATE, "AGR") in world.net.lookups
+    assert (DSO, GRIDGATE, "AGR") in world.net.verified
     await world.settle()
     assert world.agr.inbox.of(su.FlexOrder) == []  # nothing was relayed
     ((answered, rejected),) = (await audited(world, "message.rejected")).items()
@@ -315,7 +172,7 @@ async def test_an_offer_without_resources_gets_gridgates_signed_rejection(world:
     assert answer.result == REJECTED
     assert answer.rejection_reason.startswith("Unregistered resources")
     assert SPARE_CP in answer.rejection_reason
-    assert (AGR, GRIDGATE, "DSO") in world.net.lookups
+    assert (AGR, GRIDGATE, "DSO") in world.net.verified
     await world.settle()
     assert world.dso.inbox.of(su.FlexOffer) == []
     (rejected,) = (await audited(world, "message.rejected")).values()
@@ -334,7 +191,7 @@ async def test_a_request_to_an_unknown_domain_gets_gridgates_signed_rejection(
     assert answer.result == REJECTED
     assert answer.rejection_reason.startswith("Unknown RecipientDomain")
     assert "nobody.example.com" in answer.rejection_reason
-    assert (DSO, GRIDGATE, "AGR") in world.net.lookups
+    assert (DSO, GRIDGATE, "AGR") in world.net.verified
     await world.settle()
     assert world.agr.inbox.of(su.FlexRequest) == []
     (rejected,) = (await audited(world, "message.rejected")).values()
@@ -394,4 +251,4 @@ async def test_the_request_types_signed_by_gridgate_are_accepted_by_the_services
     got = await service.inbox.get(kind, same(world.conversation))
     assert got.message_id == message.envelope.message_id and got.sender_domain == GRIDGATE
     assert got.congestion_point == message.congestion_point  # type: ignore[attr-defined]
-    assert (recipient, GRIDGATE, role.value) in world.net.lookups
+    assert (recipient, GRIDGATE, role.value) in world.net.verified
