@@ -29,6 +29,7 @@ from gateway.model import (
     FlexRequest,
     FlexRequestResponse,
     FlexSettlement,
+    FlexSettlementResponse,
     Message,
     Metering,
     PowerIsp,
@@ -777,6 +778,18 @@ def test_padded_attributes_are_trimmed_in_every_message(name: str) -> None:
     padded = re.sub(rb'="([^"]*)"', rb'=" \1\t"', xml.split(b"?>", 1)[1])
     assert padded.count(b'=" ') == xml.count(b'="')  # the declaration uses single quotes
     assert decode(padded) == decode(xml)
+
+
+def test_empty_optional_attributes_count_as_absent_in_declared_messages() -> None:
+    """The Java library writes an absent optional attribute as `X=""`: the declared
+    bindings read it as absent, on the root and on child elements alike."""
+    xml = encoded("FlexSettlementResponse").replace(
+        b'DisputeReason="ISPs 45-48 were delivered in full"', b'DisputeReason=" "'
+    )
+    answer = decode(xml.replace(b'Result="Accepted"', b'Result="Accepted" RejectionReason=""'))
+    assert isinstance(answer, FlexSettlementResponse)
+    assert answer.rejection_reason is None
+    assert [s.dispute_reason for s in answer.statuses] == [None, None]
 
 
 @pytest.mark.parametrize("name", ALL_KINDS)
