@@ -44,6 +44,11 @@ def _active(start: date, end: date | None, period: date) -> bool:
     return start <= period and (end is None or period <= end)
 
 
+def registered_on(cp: PortfolioCongestionPoint, period: date) -> bool:
+    """The congestion point's registration holds on `period`."""
+    return _active(cp.start_period, cp.end_period, period)
+
+
 class NotRegistered(LookupError):
     """A query about something the asker has not registered."""
 

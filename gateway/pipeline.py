@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -29,13 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.chain import AuditDraft
 from gateway.config import ResourceSettings, Settings
-from gateway.cro import CommonReference, NotRegistered
+from gateway.cro import CommonReference, NotRegistered, registered_on
 from gateway.errors import Reason, Rejection
 from gateway.gridcheck.base import Decision, GridCheck
 from gateway.model import (
     ANSWER_KINDS,
     RESPONSE_TYPES,
     AGRPortfolioQuery,
+    AGRPortfolioUpdate,
     Disposition,
     DPrognosis,
     DSOPortfolioQuery,
@@ -52,6 +53,7 @@ from gateway.model import (
     MessageKind,
     Metering,
     PowerIsp,
+    QueriedConnection,
     RequestIsp,
     Result,
     Role,
@@ -244,6 +246,12 @@ class Pipeline:
         # gridgate as the CRO of its own domain (gateway.cro)
         self.cro = CommonReference() if settings.gateway.cro else None
         outbox.on_undelivered = self.undelivered
+        # connection address -> (aggregator id, congestion point), from the operator config
+        self._connections: dict[str, tuple[str, str]] = {
+            _address(r.connection_ean): (agr, cp)
+            for (agr, cp), resources in directory.resources_at.items()
+            for r in resources
+        }
 
     async def load(self) -> None:
         """Fill the duplicate index with the most recent messages."""
@@ -340,9 +348,11 @@ class Pipeline:
         """
         if msg.message is not None:
             self._settle_key(msg, stored=False)
+            # claims on earlier messages are freed either way: if the commit did happen,
+            # the database says so to whoever asks next
+            self._settle_claim(msg, stored=False if rolled_back else None)
             if rolled_back:
                 self._release(msg)
-                self._settle_claim(msg, stored=False)
 
     def _settle_key(self, msg: Inbound, *, stored: bool) -> None:
         """The message's key is stored (or not): tell any copy waiting on it."""
@@ -355,7 +365,7 @@ class Pipeline:
         if waiting is not None and not waiting[1].done():
             waiting[1].set_result(stored)
 
-    def _settle_claim(self, msg: Inbound, *, stored: bool) -> None:
+    def _settle_claim(self, msg: Inbound, *, stored: bool | None) -> None:
         if msg.claim is not None and msg.message is not None:
             self.references.settle(msg.claim, msg.message, stored=stored)
 
@@ -442,6 +452,29 @@ class Pipeline:
                 + (f" (its owner is {owner.id})" if owner else " (no DSO owns it)"),
             )
 
+    def _served_by(self, connection: str, agr: Participant) -> None:
+        """An aggregator registers at the CRO only connections of its configured resources."""
+        served = self._connections.get(_address(connection))
+        if served is None or served[0] != agr.id:
+            raise Rejection(
+                self.reasons.UNREGISTERED_RESOURCES,
+                f"connection {connection} is not one of {agr.id}'s registered resources",
+            )
+
+    def _not_elsewhere(self, connection: str, congestion_point: str) -> None:
+        """A DSO registers no connection the operator's config places behind another DSO."""
+        served = self._connections.get(_address(connection))
+        if served is None:
+            return
+        owner = self.directory.owner_of.get(served[1])
+        if served[1] != congestion_point and owner != self.directory.owner_of.get(congestion_point):
+            raise Rejection(
+                self.reasons.INVALID_CONGESTION_POINT,
+                f"connection {connection} lies behind congestion point {served[1]}"
+                + (f" of {owner.id}" if owner else "")
+                + f", not {congestion_point}",
+            )
+
     def _for_gateway(self, msg: Inbound) -> None:
         """A message addressed to gridgate itself: a TestMessage, or one for the CRO."""
         assert msg.message is not None and msg.sender is not None
@@ -453,8 +486,13 @@ class Pipeline:
             if isinstance(message, DSOPortfolioUpdate):
                 for cp in message.congestion_points:
                     self._owned(cp.entity_address, msg.sender)
+                    for connection in cp.connections:
+                        self._not_elsewhere(connection.entity_address, cp.entity_address)
             elif isinstance(message, DSOPortfolioQuery):
                 self._owned(message.entity_address, msg.sender)
+            elif isinstance(message, AGRPortfolioUpdate):
+                for connection in message.connections:
+                    self._served_by(connection.entity_address, msg.sender)
             return
         raise Rejection(
             self.reasons.UNKNOWN_RECIPIENT_DOMAIN,
@@ -539,7 +577,7 @@ class Pipeline:
         if (
             isinstance(message, FlexOffer)
             and len(message.options) > 1
-            and not self._mutex_offers_supported(message.congestion_point)
+            and not self._mutex_offers_supported(message.congestion_point, message.period)
         ):
             raise Rejection(
                 r.MUTEX_OFFERS_NOT_SUPPORTED,
@@ -556,11 +594,11 @@ class Pipeline:
                     f"and not after the end of the last ISP ({message.isp_start(latest)})",
                 )
 
-    def _mutex_offers_supported(self, congestion_point: str) -> bool:
+    def _mutex_offers_supported(self, congestion_point: str, period: date) -> bool:
         """What the DSO registered with gridgate as the CRO, else the operator's config."""
         if self.cro is not None:
             registered = self.cro.congestion_points.get(congestion_point)
-            if registered is not None:
+            if registered is not None and registered_on(registered[1], period):
                 return registered[1].mutex_offers_supported
         cp = self.directory.congestion_points.get(congestion_point)
         return cp is None or cp.mutex_offers_supported
@@ -705,7 +743,16 @@ class Pipeline:
         assert self.cro is not None
         try:
             if isinstance(message, DSOPortfolioQuery):
-                connections = self.cro.dso_view(message)
+                cp = message.entity_address
+                # an aggregator is named only where its configured resource lies there
+                connections = tuple(
+                    c
+                    if c.agr_domain is None
+                    or self._connections.get(_address(c.entity_address), ("", ""))
+                    == (self._agr_id(c.agr_domain), cp)
+                    else QueriedConnection(c.entity_address)
+                    for c in self.cro.dso_view(message)
+                )
                 self._answer(
                     msg,
                     Result.ACCEPTED,
@@ -719,6 +766,10 @@ class Pipeline:
                 self._answer(msg, Result.ACCEPTED, None)
         except NotRegistered as e:
             raise Rejection(self.reasons.INVALID_CONGESTION_POINT, str(e)) from None
+
+    def _agr_id(self, domain: str) -> str:
+        participant = self.directory.by_domain.get(domain)
+        return participant.id if participant is not None else ""
 
     def _reply_envelope(self, msg: Inbound) -> Envelope:
         assert msg.message is not None
@@ -1023,24 +1074,26 @@ class Pipeline:
 
         The sender gets gridgate's signed Response with Result=Rejected, in the same commit
         as the outcome. Responses and gridgate's own messages are not reported: nobody
-        waits for an answer to them.
+        waits for an answer to them. A FlexOrder whose setpoints went to the aggregator's
+        control centre stands (it is being carried out): only the audit says its UFTP copy
+        did not arrive. A FlexOrder carried out nowhere is rejected and its power un-booked.
         """
         recipient = self.directory.participants.get(entry.recipient)
         if entry.channel != self.codec.protocol or recipient is None:
             return
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(MessageRecord.kind, MessageRecord.sender_domain, AuditEntry.body)
-                    .join(AuditEntry, AuditEntry.seq == MessageRecord.audit_seq)
-                    .where(
-                        MessageRecord.message_id == entry.message_id,
-                        MessageRecord.recipient_domain == recipient.uftp_domain,
-                        MessageRecord.decision == "accepted",
-                    )
+            rows = await conn.execute(
+                select(MessageRecord.kind, MessageRecord.sender_domain, AuditEntry.body)
+                .join(AuditEntry, AuditEntry.seq == MessageRecord.audit_seq)
+                .where(
+                    MessageRecord.message_id == entry.message_id,
+                    MessageRecord.recipient_domain == recipient.uftp_domain,
+                    MessageRecord.decision == "accepted",
                 )
-            ).first()
-        if row is None or row.body is None or MessageKind(row.kind) not in RESPONSE_TYPES:
+            )
+            # the forwarded bytes are the original's: that tells its sender
+            row = next((r for r in rows if r.body == entry.payload), None)
+        if row is None or MessageKind(row.kind) not in RESPONSE_TYPES:
             return
         sender = self.directory.by_domain.get(row.sender_domain)
         if sender is None:
@@ -1055,27 +1108,49 @@ class Pipeline:
             if outcome == "expired"
             else f"{recipient.id} refused the message: {error}"
         )
-        if not self._answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
-            return
-        unit.outbox.extend(msg.unit.outbox)
+        detail: dict[str, Any] = {
+            "kind": row.kind,
+            "to": recipient.id,
+            "outcome": outcome,
+            "rule": self.reasons.UNDELIVERABLE.value,
+            "reason": why,
+        }
+        if isinstance(msg.message, FlexOrder) and self.setpoints and recipient.mqtt_prefix:
+            detail["order"] = "stands: its setpoints went to the control centre"
+        else:
+            if isinstance(msg.message, FlexOrder):
+                detail["unbooked"] = self._unbook(msg.message, sender, unit)
+            if not self._answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
+                return
+            unit.outbox.extend(msg.unit.outbox)
+            detail["out"] = msg.out
         unit.audit.append(
             AuditDraft(
                 event="message.undelivered",
                 actor="gridgate",
-                detail={
-                    "kind": row.kind,
-                    "to": recipient.id,
-                    "outcome": outcome,
-                    "rule": self.reasons.UNDELIVERABLE.value,
-                    "reason": why,
-                    "out": msg.out,
-                },
+                detail=detail,
                 message_id=entry.message_id,
                 conversation_id=entry.conversation_id,
                 ts=now,
             )
         )
         self._count(f"undelivered:{outcome}")
+
+    def _unbook(self, order: FlexOrder, dso: Participant, unit: Unit) -> int:
+        """Give back the power an order that was carried out nowhere holds; return it (W)."""
+        given_back = self.grid_check.cancel(order.envelope.message_id, origin=dso.id)
+        for cp, period, isp, power in given_back:
+            unit.ledger.append(
+                {
+                    "congestion_point": cp,
+                    "period": period,
+                    "isp": isp,
+                    "power": -power,
+                    "order_message_id": order.envelope.message_id,
+                    "origin": dso.id,
+                }
+            )
+        return sum(power for *_, power in given_back)
 
     # -- control-centre acknowledgements ---------------------------------------------------
 
@@ -1164,6 +1239,11 @@ def _required_content(message: Message, result: Result, reason: str | None) -> d
             )
         }
     return {}
+
+
+def _address(connection: str) -> str:
+    """A connection's EntityAddress as the CRO messages write it (`ean.` + its digits)."""
+    return connection if connection.startswith(("ean.", "ea1.")) else f"ean.{connection}"
 
 
 def _congestion_points(message: Message) -> tuple[str, ...]:

@@ -42,7 +42,8 @@ from gateway.store.models import AuditEntry, MessageRecord
 if TYPE_CHECKING:
     from gateway.pipeline import Catalogue
 
-CACHE_LIMIT = 50_000  # recent messages kept for reference lookups (a 96-ISP offer ~30 kB)
+CACHE_LIMIT = 5_000  # recent requests and offers kept for reference lookups (~10 kB each)
+STATE_LIMIT = 200_000  # offer states and revision slots remembered (the database has all)
 
 Key = tuple[str, str, str]  # (MessageID, SenderDomain, RecipientDomain)
 RevisionSlot = tuple[str, str, str, str, date]  # (kind, sender, recipient, subject, Period)
@@ -145,7 +146,7 @@ class References:
     _claimed: dict[Key, str] = field(default_factory=dict)
     # the highest Revision accepted per slot (committed), and those taken in flight
     _revisions: dict[RevisionSlot, int] = field(default_factory=dict)
-    _taken: dict[RevisionSlot, int] = field(default_factory=dict)
+    _taken: dict[RevisionSlot, set[int]] = field(default_factory=dict)
 
     # -- the rules -------------------------------------------------------------------------
 
@@ -163,28 +164,50 @@ class References:
         slot = _revision_slot(message)
         if slot is not None:
             await self._revision(message, slot, claim)
-        # claims are taken last, when every rule has passed
+        # Claims are taken last, when every rule has passed, and checked once more without
+        # an await in between: another message may have claimed the same while this one
+        # waited for the database.
         if claim.offer is not None and claim.offer_state is not None:
+            key = claim.offer
+            self._refuse_consumed(
+                key, self._claimed.get(key) or self._consumed.get(key), claim.offer_state
+            )
             self._claimed[claim.offer] = claim.offer_state
         if claim.revision is not None:
-            self._taken[claim.revision[0]] = claim.revision[1]
+            slot, revision = claim.revision
+            self._refuse_outdated(slot, revision, self._revisions.get(slot))
+            self._taken.setdefault(slot, set()).add(revision)
         return claim
 
-    def settle(self, claim: Claim, message: Message, *, stored: bool) -> None:
-        """The message holding `claim` was committed (stored) or not; free its claims."""
+    def settle(self, claim: Claim, message: Message, *, stored: bool | None) -> None:
+        """The message holding `claim` was committed (True), rolled back (False), or its
+        commit's outcome is unknown (None); free its claims either way.
+
+        When the outcome is unknown, what this process remembers of the offer and the
+        revision slot is forgotten: the next message asks the database, which knows.
+        """
         if claim.settled:
             return
         claim.settled = True
         if claim.offer is not None:
             state = self._claimed.pop(claim.offer, None)
             if stored and state is not None:
-                self._consumed[claim.offer] = state
+                _bounded_set(self._consumed, claim.offer, state)
+            elif stored is None:
+                self._consumed.pop(claim.offer, None)
         if claim.revision is not None:
             slot, revision = claim.revision
-            if self._taken.get(slot) == revision:
-                del self._taken[slot]
+            taken = self._taken.get(slot)
+            if taken is not None:
+                taken.discard(revision)
+                if not taken:
+                    del self._taken[slot]
             if stored:
-                self._revisions[slot] = max(revision, self._revisions.get(slot, revision))
+                _bounded_set(
+                    self._revisions, slot, max(revision, self._revisions.get(slot, revision))
+                )
+            elif stored is None:
+                self._revisions.pop(slot, None)
         if stored:
             self.remember(message)
 
@@ -193,9 +216,12 @@ class References:
         if not isinstance(message, FlexRequest | FlexOffer):
             return  # only these are referred to for their content
         e = message.envelope
-        self._recent[(e.message_id, e.sender_domain, e.recipient_domain)] = message
-        if len(self._recent) > self.cache_limit:
-            del self._recent[next(iter(self._recent))]
+        _bounded_set(
+            self._recent,
+            (e.message_id, e.sender_domain, e.recipient_domain),
+            message,
+            self.cache_limit,
+        )
 
     async def _answered(self, response: FlexResponse) -> None:
         """A response answers a message of this conversation that went the other way."""
@@ -269,7 +295,7 @@ class References:
                 r.REFERENCE_EXPIRED,
                 f"FlexOffer {offer_id} expired at {offer.expiration.isoformat()}",
             )
-        await self._unconsumed(key, offer_id, buying=True)
+        await self._unconsumed(key, buying=True)
         if order.option_reference is not None:
             options = [o for o in offer.options if o.reference == order.option_reference]
             if not options:
@@ -341,16 +367,20 @@ class References:
                 f"FlexOffer {offer_id} expired at {offer.expiration.isoformat()}; there is "
                 "nothing left to revoke",
             )
-        await self._unconsumed(key, offer_id, buying=False)
+        await self._unconsumed(key, buying=False)
         claim.offer, claim.offer_state = key, REVOKED
 
     async def _revision(self, message: Message, slot: RevisionSlot, claim: Claim) -> None:
         revision = facts_of(message).revision
         assert revision is not None
-        highest = await self._highest_revision(slot)
-        taken = self._taken.get(slot)
-        if taken is not None:
-            highest = taken if highest is None else max(highest, taken)
+        self._refuse_outdated(slot, revision, await self._highest_revision(slot))
+        claim.revision = (slot, revision)
+
+    def _refuse_outdated(self, slot: RevisionSlot, revision: int, highest: int | None) -> None:
+        """Refuse `revision` unless it is higher than `highest` and every one in flight."""
+        in_flight = max(self._taken.get(slot, ()), default=None)
+        if in_flight is not None:
+            highest = in_flight if highest is None else max(highest, in_flight)
         if highest is not None and revision <= highest:
             kind, _, _, subject, period = slot
             raise Rejection(
@@ -358,7 +388,6 @@ class References:
                 f"{kind} Revision {revision} for {subject} on {period} must be higher than "
                 f"Revision {highest}, which was already accepted",
             )
-        claim.revision = (slot, revision)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -384,19 +413,23 @@ class References:
                 f"{kind} it refers to for {earlier.congestion_point}",
             )
 
-    async def _unconsumed(self, key: Key, offer_id: str, *, buying: bool) -> None:
+    async def _unconsumed(self, key: Key, *, buying: bool) -> None:
         """The offer is neither ordered nor revoked, nor about to be by a message in flight."""
         state = self._claimed.get(key) or self._consumed.get(key)
         if state is None:
             state = await self._stored_state(key)
+        self._refuse_consumed(key, state, ORDERED if buying else REVOKED)
+
+    def _refuse_consumed(self, key: Key, state: str | None, wanted: str) -> None:
+        """Refuse to order or revoke (`wanted`) an offer in `state` (None: still open)."""
         if state is None:
             return
         if state == REVOKED:
-            raise Rejection(self.reasons.REFERENCE_REVOKED, f"FlexOffer {offer_id} was revoked")
+            raise Rejection(self.reasons.REFERENCE_REVOKED, f"FlexOffer {key[0]} was revoked")
         raise Rejection(
             self.reasons.REFERENCE_ORDERED,
-            f"FlexOffer {offer_id} was already ordered"
-            + ("" if buying else "; an ordered offer cannot be revoked"),
+            f"FlexOffer {key[0]} was already ordered"
+            + ("" if wanted == ORDERED else "; an ordered offer cannot be revoked"),
         )
 
     async def _stored_state(self, key: Key) -> str | None:
@@ -431,7 +464,7 @@ class References:
             else None
         )
         if state is not None:
-            self._consumed[key] = state
+            _bounded_set(self._consumed, key, state)
         return state
 
     async def _offered_by_another(self, offer_id: str, sender: str, recipient: str) -> bool:
@@ -465,7 +498,7 @@ class References:
                 )
             )
         if highest is not None:
-            self._revisions[slot] = int(highest)
+            _bounded_set(self._revisions, slot, int(highest))
         return None if highest is None else int(highest)
 
     async def _find(self, key: Key, *, content: bool = True) -> _Found | None:
@@ -496,6 +529,15 @@ class References:
                     found.message = self.reread(body)
                     self.remember(found.message)
         return found
+
+
+def _bounded_set(memo: dict[Any, Any], key: Any, value: Any, limit: int = STATE_LIMIT) -> None:
+    """Remember `key` in `memo`, forgetting the oldest entry beyond `limit` (the database
+    has everything: a forgotten entry is only looked up again)."""
+    memo.pop(key, None)
+    memo[key] = value
+    if len(memo) > limit:
+        del memo[next(iter(memo))]
 
 
 def _watts(power: int | None) -> str:

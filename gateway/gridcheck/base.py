@@ -74,3 +74,7 @@ class GridCheck(Protocol):
 
     def release(self, token: str) -> None:
         """Undo a reservation whose commit failed, or an order that was revoked or expired."""
+
+    def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, Any, int, int]]:
+        """Give back what a committed order holds (it was never carried out); return the
+        reservations given back, for the ledger table to record as their opposites."""

@@ -30,6 +30,8 @@ class CapacityLimitCheck:
         self._ledger: dict[tuple[str, date], dict[int, int]] = defaultdict(lambda: defaultdict(int))
         # reservation token -> what it holds
         self._held: dict[str, list[tuple[str, date, int, int]]] = {}
+        # (origin, order MessageID) -> its reservation token
+        self._tokens: dict[tuple[str, str], str] = {}
 
     async def load(self, engine: AsyncEngine) -> None:
         """Rebuild the in-memory ledger from the table (at start-up)."""
@@ -37,6 +39,7 @@ class CapacityLimitCheck:
             rows = await conn.execute(select(LedgerEntry))
             for row in rows:
                 token = f"ledger:{row.origin}:{row.order_message_id}"
+                self._tokens[(row.origin, row.order_message_id)] = token
                 self._reserve(token, row.congestion_point, row.period, row.isp, row.power)
 
     def _reserve(self, token: str, cp: str, period: date, isp: int, power: int) -> None:
@@ -85,6 +88,8 @@ class CapacityLimitCheck:
         token = uuid.uuid4().hex
         for _, period, isp, power in reservations:
             self._reserve(token, cp, period, isp, power)
+        if reservations:
+            self._tokens[(origin, order.envelope.message_id)] = token
         ledger = self._ledger.get((cp, order.period), {})
         headroom = min((limit - abs(ledger.get(i, 0)) for i in powers), default=limit)
         return Decision(
@@ -99,3 +104,11 @@ class CapacityLimitCheck:
     def release(self, token: str) -> None:
         for cp, period, isp, power in self._held.pop(token, []):
             self._ledger[(cp, period)][isp] -= power
+
+    def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, date, int, int]]:
+        """Give back what an accepted order holds; return it, for the ledger to record."""
+        token = self._tokens.pop((origin, order_message_id), None)
+        held = [r for r in self._held.get(token, []) if r[3]] if token else []
+        if token is not None:
+            self.release(token)
+        return [(cp, period, isp, power) for cp, period, isp, power in held]

@@ -76,7 +76,8 @@ class MessageRecord(Base):
     # refers to, what it is about (congestion point or EAN) and for which Period, its
     # Revision, and when it stops being valid (ExpirationDateTime)
     reference: Mapped[str | None] = mapped_column(String(64), default=None)
-    subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    # an ea1. EntityAddress may run to ~500 characters: no length limit
+    subject: Mapped[str | None] = mapped_column(Text, default=None)
     period: Mapped[date | None] = mapped_column(Date, default=None)
     revision: Mapped[int | None] = mapped_column(BigInteger, default=None)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
@@ -144,7 +145,7 @@ class LedgerEntry(Base):
     __table_args__ = (Index("ix_ledger_cp_period", "congestion_point", "period"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    congestion_point: Mapped[str] = mapped_column(String(255))
+    congestion_point: Mapped[str] = mapped_column(Text)  # an ea1. address runs to ~500
     period: Mapped[date] = mapped_column(Date)
     isp: Mapped[int] = mapped_column(Integer)
     power: Mapped[int] = mapped_column(BigInteger)

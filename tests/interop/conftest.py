@@ -344,7 +344,12 @@ async def world(
                 "uftp_domain": AGR,
                 "endpoint": agr_service.url,
                 "public_keys": [public_b64(keys[AGR])],
-                "resources": [resource("bat-1", "ean.871685900000000101")],
+                "resources": [
+                    resource("bat-1", "ean.871685900000000101"),
+                    # behind CP by the config, but the DSO registers no such connection
+                    # with the CRO: the CRO places it on no congestion point
+                    resource("ev-3", "ean.871685900000000301"),
+                ],
             },
             {
                 "id": "agr-mqtt",
