@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,6 +47,8 @@ STATE_LIMIT = 200_000  # offer states and revision slots remembered (the databas
 
 Key = tuple[str, str, str]  # (MessageID, SenderDomain, RecipientDomain)
 RevisionSlot = tuple[str, str, str, str, date]  # (kind, sender, recipient, subject, Period)
+
+_Answered = TypeVar("_Answered", FlexRequest, FlexOffer)
 
 ORDERED = "ordered"
 REVOKED = "revoked"
@@ -249,23 +251,8 @@ class References:
                     "FlexRequestMessageID is required",
                 )
             return
-        request_id = offer.flex_request_message_id
-        found = await self._find((request_id, e.recipient_domain, e.sender_domain))
-        if found is None or found.kind != MessageKind.FLEX_REQUEST.value:
-            raise Rejection(
-                r.UNKNOWN_REFERENCE,
-                f"Unknown FlexRequestMessageID reference {request_id}: no FlexRequest with "
-                f"that MessageID went from {e.recipient_domain} to {e.sender_domain}",
-            )
-        self._same_conversation(offer, found, "FlexRequest", request_id)
-        request = found.message
-        assert isinstance(request, FlexRequest)
-        self._same_subject(offer, request, "FlexRequest")
-        if request.expiration <= now:
-            raise Rejection(
-                r.REFERENCE_EXPIRED,
-                f"FlexRequest {request_id} expired at {request.expiration.isoformat()}",
-            )
+        key = (offer.flex_request_message_id, e.recipient_domain, e.sender_domain)
+        await self._live(offer, key, FlexRequest, now)
 
     async def _order(self, order: FlexOrder, now: datetime, claim: Claim) -> None:
         e, r = order.envelope, self.reasons
@@ -279,22 +266,7 @@ class References:
                 )
             return
         key = (offer_id, e.recipient_domain, e.sender_domain)
-        found = await self._find(key)
-        if found is None or found.kind != MessageKind.FLEX_OFFER.value:
-            raise Rejection(
-                r.UNKNOWN_REFERENCE,
-                f"Unknown FlexOfferMessageID reference {offer_id}: no FlexOffer with that "
-                f"MessageID went from {e.recipient_domain} to {e.sender_domain}",
-            )
-        self._same_conversation(order, found, "FlexOffer", offer_id)
-        offer = found.message
-        assert isinstance(offer, FlexOffer)
-        self._same_subject(order, offer, "FlexOffer")
-        if offer.expiration <= now:
-            raise Rejection(
-                r.REFERENCE_EXPIRED,
-                f"FlexOffer {offer_id} expired at {offer.expiration.isoformat()}",
-            )
+        offer = await self._live(order, key, FlexOffer, now)
         await self._unconsumed(key, buying=True)
         if order.option_reference is not None:
             options = [o for o in offer.options if o.reference == order.option_reference]
@@ -338,6 +310,30 @@ class References:
                 f"MinActivationFactor {option.min_activation_factor}",
             )
         claim.offer, claim.offer_state = key, ORDERED
+
+    async def _live(
+        self, message: FlexMessage, key: Key, kind: type[_Answered], now: datetime
+    ) -> _Answered:
+        """The request or offer `key` the message answers: it went the other way, in this
+        conversation, for the same Period and congestion point, and has not expired."""
+        name = kind.kind.value
+        found = await self._find(key)
+        if found is None or found.kind != name:
+            raise Rejection(
+                self.reasons.UNKNOWN_REFERENCE,
+                f"Unknown {name}MessageID reference {key[0]}: no {name} with that MessageID "
+                f"went from {key[1]} to {key[2]}",
+            )
+        self._same_conversation(message, found, name, key[0])
+        earlier = found.message
+        assert isinstance(earlier, kind)
+        self._same_subject(message, earlier, name)
+        if earlier.expiration <= now:
+            raise Rejection(
+                self.reasons.REFERENCE_EXPIRED,
+                f"{name} {key[0]} expired at {earlier.expiration.isoformat()}",
+            )
+        return earlier
 
     async def _revocation(
         self, revocation: FlexOfferRevocation, now: datetime, claim: Claim

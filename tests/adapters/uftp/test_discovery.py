@@ -522,7 +522,8 @@ async def test_dns_resolver_refuses_an_answer_that_is_not_dnssec_authenticated(
 @pytest.fixture
 def shapeshifter_dns(zone_server: tuple[ZoneServer, int], monkeypatch: pytest.MonkeyPatch) -> Any:
     """shapeshifter_uftp.transport, its dnspython default resolver pointed at the ZoneServer."""
-    transport = pytest.importorskip("shapeshifter_uftp.transport")
+    from shapeshifter_uftp import transport  # the test extra installs it
+
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = ["127.0.0.1"]
     resolver.port = zone_server[1]
