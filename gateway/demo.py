@@ -16,11 +16,11 @@ import copy
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,6 +29,11 @@ from adapters.uftp.signing import public_key_b64
 from gateway.app import Gateway
 from gateway.config import Settings, read_toml, settings_from_dict
 from gateway.model import (
+    AGRPortfolioQuery,
+    AGRPortfolioQueryResponse,
+    AGRPortfolioUpdate,
+    DPrognosis,
+    DSOPortfolioUpdate,
     Envelope,
     FlexOffer,
     FlexOfferResponse,
@@ -36,13 +41,21 @@ from gateway.model import (
     FlexOrderResponse,
     FlexRequest,
     FlexRequestResponse,
+    FlexResponse,
     Message,
     OfferOption,
+    PortfolioCongestionPoint,
+    PortfolioConnection,
     PowerIsp,
+    RedispatchBy,
     RequestIsp,
     Result,
     Role,
+    isp_count,
 )
+
+if TYPE_CHECKING:
+    from adapters.uftp.peer import UftpPeer
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 EVENING = range(69, 81)  # ISPs 69-80: 17:00-20:00 local, the feeder's evening peak
@@ -229,6 +242,8 @@ async def run_demo(
             if a.id in peers:
                 peers[a.id].react = aggregator
 
+        await plan(tl, settings, dso, dso_s, [a for a in agrs if a.id in peers], peers, flex)
+
         tl.section("17:00-20:00 is congested: the DSO asks for flexibility")
         conversation = {a.id: str(uuid.uuid4()) for a in agrs}
         for a in agrs:
@@ -375,6 +390,109 @@ async def run_demo(
     )
     print(f"  {'audit head hash':<20} {report.head_hash}", file=out, flush=True)
     return summary
+
+
+async def plan(
+    tl: Timeline,
+    settings: Settings,
+    dso: UftpPeer,
+    dso_s: Any,
+    agrs: list[Any],
+    peers: dict[str, UftpPeer],
+    flex: dict[str, Any],
+) -> None:
+    """The morning: everyone registers with gridgate as the CRO, the aggregators learn where
+    their connections lie and send their D-Prognoses."""
+    tl.section("morning: the DSO and the aggregators register with gridgate as the CRO")
+    cro = settings.gateway.uftp_domain
+    today = flex["period"] - timedelta(days=1)
+
+    def to_cro(sender: Any) -> Envelope:
+        return Envelope(
+            message_id=str(uuid.uuid4()),
+            conversation_id=str(uuid.uuid4()),
+            sender_domain=sender.uftp_domain,
+            recipient_domain=cro,
+            sender_role=Role(sender.role),
+            timestamp=datetime.now(UTC),
+        )
+
+    async def ask(peer: UftpPeer, message: Message) -> FlexResponse:
+        status, text = await peer.send(message)
+        if status != 200:
+            raise RuntimeError(f"{message.kind}: HTTP {status} {text}")
+        answer = await peer.wait_for(
+            lambda m: (
+                isinstance(m, FlexResponse)
+                and m.reference_message_id == message.envelope.message_id
+            )
+        )
+        assert isinstance(answer, FlexResponse)
+        return answer
+
+    def address(ean: str) -> str:
+        return ean if ean.startswith("ean.") else f"ean.{ean}"
+
+    cp = dso_s.congestion_points[0]
+    connections = tuple(
+        PortfolioConnection(address(r.connection_ean), today)
+        for p in settings.participants
+        for r in p.resources
+        if r.congestion_point == cp.ean
+    )
+    update = DSOPortfolioUpdate(
+        envelope=to_cro(dso_s),
+        time_zone=settings.market.time_zone,
+        congestion_points=(
+            PortfolioCongestionPoint(
+                cp.ean, today, cp.mutex_offers_supported, RedispatchBy.DSO, connections
+            ),
+        ),
+    )
+    answer = await ask(dso, update)
+    tl.say(
+        dso_s.id,
+        f"-> DSOPortfolioUpdate: {cp.ean} with {len(connections)} connections: {answer.result}",
+    )
+    for a in agrs:
+        peer = peers[a.id]
+        mine = tuple(PortfolioConnection(address(r.connection_ean), today) for r in a.resources)
+        answer = await ask(
+            peer,
+            AGRPortfolioUpdate(
+                envelope=to_cro(a), time_zone=settings.market.time_zone, connections=mine
+            ),
+        )
+        tl.say(a.id, f"-> AGRPortfolioUpdate: {len(mine)} connections: {answer.result}")
+        view = await ask(
+            peer,
+            AGRPortfolioQuery(
+                envelope=to_cro(a), time_zone=settings.market.time_zone, period=flex["period"]
+            ),
+        )
+        assert isinstance(view, AGRPortfolioQueryResponse)
+        where = [
+            f"{c.entity_address} of {dso_domain}"
+            for v in view.views
+            for dso_domain, cps in v.portfolios
+            for c in cps
+        ]
+        tl.say(a.id, f"<- AGRPortfolioQueryResponse: my connections lie on {', '.join(where)}")
+        day = isp_count(flex["period"], flex["time_zone"], flex["isp_duration"])  # 92/96/100
+        prognosis = DPrognosis(
+            envelope=replace(to_cro(a), recipient_domain=dso_s.uftp_domain),
+            **flex,
+            revision=1,
+            isps=(PowerIsp(1, 80_000 * len(a.resources), duration=day),),
+        )
+        status, _ = await peer.send(prognosis)
+        tl.say(a.id, f"-> D-Prognosis rev 1 for {cp.ean} to {dso_s.id}: HTTP {status}")
+
+        def is_prognosis(m: Message, sent: str = prognosis.envelope.message_id) -> bool:
+            return m.envelope.message_id == sent
+
+        await dso.wait_for(is_prognosis)
+        tl.say(dso_s.id, f"received D-Prognosis from {a.id} via gridgate")
 
 
 def default_workdir() -> Path:

@@ -21,6 +21,11 @@ def check(summary: dict, out: str) -> None:
     assert "exceeds the limit 400000 W by 50000 W" in out
     assert "nothing was forwarded" in out
     assert summary["audit_head"] in out
+    # the morning: registration with gridgate as the CRO, where the connections lie, prognoses
+    assert "DSOPortfolioUpdate: ean.871685900012636543 with 3 connections: Accepted" in out
+    assert "AGRPortfolioUpdate: 2 connections: Accepted" in out
+    assert "my connections lie on ean.871685900012636543 of dso-north.demo.example" in out
+    assert "received D-Prognosis from agr-beta via gridgate" in out
 
 
 async def test_the_demo_day_on_the_embedded_defaults(tmp_path: Path) -> None:
