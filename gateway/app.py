@@ -91,7 +91,9 @@ def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     context.load_cert_chain(str(tls.certificate), str(tls.key))
     if tls.client_ca is not None:
         context.load_verify_locations(cafile=str(tls.client_ca))
-        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_mode = (
+            ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL
+        )
     return context
 
 

@@ -67,11 +67,22 @@ def decode_ed25519_public_key(text: str) -> bytes:
     return raw
 
 
+class PartyCode(Strict):
+    """A market participant code in IEC CIM documents: codingScheme A01 (EIC), A10 (GS1),
+    or a national scheme (NNO, NSE, …), and the code itself."""
+
+    coding_scheme: str = Field(pattern=r"^[A-Z0-9]{1,16}$")
+    code: str = Field(min_length=1, max_length=60)
+
+
 class TlsSettings(Strict):
     certificate: Path
     key: Path
     # when set, clients must present a certificate issued by this CA (mutual TLS)
     client_ca: Path | None = None
+    # false: a client certificate is checked when presented, but not every client must
+    # present one (the CIM endpoint still requires it; UFTP peers authenticate by signature)
+    require_client_certificate: bool = True
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -136,6 +147,10 @@ class GatewaySettings(Strict):
     # DSOPortfolioUpdate/Query and AGRPortfolioUpdate/Query addressed to it from what the
     # DSOs and aggregators registered
     cro: bool = False
+    # IEC CIM: the code gridgate is known by in market documents (their receiver), and the
+    # currency of the FlexOrders it sends for CIM activations (their price is the ISO's)
+    cim_party: PartyCode | None = None
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     # when set, every UFTP POST must carry a valid bearer token (HTTP 401 otherwise)
     oauth: InboundOAuthSettings | None = None
 
@@ -224,6 +239,8 @@ class ResourceSettings(Strict):
     congestion_point: EntityAddress
     min_w: int
     max_w: int
+    # its registeredResource.mRID in IEC CIM market documents (the ISO's resource code)
+    cim_id: str | None = Field(default=None, min_length=1, max_length=60)
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -267,6 +284,12 @@ class ParticipantSettings(Strict):
     resources: list[ResourceSettings] = Field(default_factory=list)
     # when set, gridgate gets a bearer token for each POST to this participant's endpoint
     oauth: OAuthClientSettings | None = None
+    # IEC CIM: the codes it is known by in market documents, the SHA-256 fingerprint (hex)
+    # of the TLS client certificate it posts CIM documents with, and where gridgate posts
+    # the CIM documents it sends it
+    cim_parties: list[PartyCode] = Field(default_factory=list)
+    client_certificate_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    cim_endpoint: str | None = None
 
     @field_validator("public_keys")
     @classmethod
@@ -275,7 +298,7 @@ class ParticipantSettings(Strict):
             decode_ed25519_public_key(key)
         return value
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "cim_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
@@ -327,11 +350,37 @@ class Settings(Strict):
         seen_ids: set[str] = set()
         seen_domains: set[str] = {self.gateway.uftp_domain}
         owners: dict[str, str] = {}
+        parties: dict[tuple[str, str], str] = {}
+        certificates: dict[str, str] = {}
+        cim_ids: dict[str, str] = {}
         for index, p in enumerate(self.participants):
             where = f"participants[{index}]"
             if p.id in seen_ids:
                 raise ValueError(f"{where}.id: duplicate participant id {p.id!r}")
             seen_ids.add(p.id)
+            for j, party in enumerate(p.cim_parties):
+                key = (party.coding_scheme, party.code)
+                if key in parties:
+                    raise ValueError(
+                        f"{where}.cim_parties[{j}]: {party.coding_scheme} {party.code} is "
+                        f"already {parties[key]}'s"
+                    )
+                parties[key] = p.id
+            fingerprint = p.client_certificate_sha256
+            if fingerprint is not None:
+                if fingerprint in certificates:
+                    raise ValueError(
+                        f"{where}.client_certificate_sha256: already {certificates[fingerprint]}'s"
+                    )
+                certificates[fingerprint] = p.id
+            for j, r in enumerate(p.resources):
+                if r.cim_id is not None:
+                    if r.cim_id in cim_ids:
+                        raise ValueError(
+                            f"{where}.resources[{j}].cim_id: {r.cim_id!r} is already "
+                            f"{cim_ids[r.cim_id]}'s"
+                        )
+                    cim_ids[r.cim_id] = f"{p.id}/{r.id}"
             if p.uftp_domain:
                 if p.uftp_domain in seen_domains:
                     raise ValueError(f"{where}.uftp_domain: {p.uftp_domain!r} is used twice")

@@ -48,6 +48,7 @@ from gateway.model import (
     FlexOrderSettlementStatus,
     FlexRequest,
     FlexReservationUpdate,
+    FlexResponse,
     FlexSettlement,
     Message,
     MessageKind,
@@ -173,6 +174,33 @@ class Receipt:
     event: str = ""
 
 
+# (the answer as it arrived, the answer, the originating document's bytes, its sender, the tag
+# of the order in that document)
+AnswerHandler = Callable[["Inbound", FlexResponse, bytes, Participant, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document in another protocol (IEC CIM) that gridgate carries out in UFTP/MQTT."""
+
+    protocol: str
+    kind: str  # its root element, e.g. Activation_MarketDocument
+    key: str  # what identifies it for duplicates: mRID and revisionNumber
+    raw: bytes  # as received
+    origin: Participant  # who sent it, as its transport authenticated it
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one order a document asked for."""
+
+    tag: str  # what the order carries out in the document (a CIM TimeSeries mRID)
+    accepted: bool
+    rule: Reason | None = None
+    reason: str = ""
+    order_message_id: str | None = None
+
+
 @dataclass(slots=True)
 class Inbound:
     """One message travelling the steps, and what they decided about it."""
@@ -246,6 +274,9 @@ class Pipeline:
         # gridgate as the CRO of its own domain (gateway.cro)
         self.cro = CommonReference() if settings.gateway.cro else None
         outbox.on_undelivered = self.undelivered
+        # per protocol of an originating document: answers the document's sender when an
+        # aggregator answers an order gridgate sent for it (the adapter registers it)
+        self.answer_handlers: dict[str, AnswerHandler] = {}
         # connection address -> (aggregator id, congestion point), from the operator config
         self._connections: dict[str, tuple[str, str]] = {
             _address(r.connection_ean): (agr, cp)
@@ -482,6 +513,10 @@ class Pipeline:
         msg.to_gateway = True
         if kind is MessageKind.TEST_MESSAGE:
             return
+        if isinstance(message, FlexResponse) and self.answer_handlers:
+            # an answer to an order gridgate sent for a participant of another protocol
+            # (check_references holds it to an order that went from gridgate to its sender)
+            return
         if kind in CRO_KINDS and self.cro is not None:
             if isinstance(message, DSOPortfolioUpdate):
                 for cp in message.congestion_points:
@@ -655,18 +690,20 @@ class Pipeline:
                 }
             )
 
-    def route(self, msg: Inbound) -> None:
+    def route(self, msg: Inbound) -> Awaitable[None] | None:
         """Decide who receives what: forward the signed original, setpoints, our answers."""
         if msg.to_gateway:
+            if isinstance(msg.message, FlexResponse) and self.answer_handlers:
+                return self._relay_answer(msg)
             self._answer_as_gateway(msg)
-            return
+            return None
         message, recipient = msg.message, msg.recipient
         assert message is not None and recipient is not None and msg.opened is not None
         now = msg.received_at
         expires = self._expiry(message, now)
         if recipient.endpoint:
             # the original signed bytes travel on: the recipient checks the sender's signature
-            self._send(
+            self.send(
                 msg,
                 what=f"forward {message.kind}",
                 channel=self.codec.protocol,
@@ -686,6 +723,7 @@ class Pipeline:
                 self.reasons.NO_ROUTE,
                 f"{recipient.id} has no UFTP endpoint configured to receive a {message.kind}",
             )
+        return None
 
     # -- helpers of the steps --------------------------------------------------------------
 
@@ -718,7 +756,7 @@ class Pipeline:
                 issued=now,
                 expires=max(i.start + i.duration for i in intervals),
             )
-            self._send(
+            self.send(
                 msg,
                 what="setpoint",
                 channel=self.setpoints.channel,
@@ -729,6 +767,45 @@ class Pipeline:
                 expires_at=setpoint.expires,
                 resource=resource.id,
             )
+
+    async def _relay_answer(self, msg: Inbound) -> None:
+        """An aggregator answers an order gridgate sent for a document of another protocol:
+        the adapter of that protocol answers the document's sender in its own terms."""
+        response = msg.message
+        assert isinstance(response, FlexResponse)
+        e = response.envelope
+        m = MessageRecord
+        async with self.engine.connect() as conn:
+            order = (
+                await conn.execute(
+                    select(m.reference, m.conversation_id).where(
+                        m.message_id == response.reference_message_id,
+                        m.sender_domain == self.domain,
+                        m.recipient_domain == e.sender_domain,
+                    )
+                )
+            ).first()
+            document = None
+            doc_id, _, tag = (order.reference or "").partition("#") if order else ("", "", "")
+            if tag:
+                document = (
+                    await conn.execute(
+                        select(m.protocol, m.sender_domain, AuditEntry.body)
+                        .join(AuditEntry, AuditEntry.seq == m.audit_seq)
+                        .where(
+                            m.message_id == doc_id,
+                            m.recipient_domain == self.domain,
+                            m.protocol != self.codec.protocol,
+                        )
+                    )
+                ).first()
+        if document is None or document.body is None:
+            return  # nothing waits for this answer but the audit log
+        handler = self.answer_handlers.get(document.protocol)
+        origin = self.directory.participants.get(document.sender_domain.partition(":")[2])
+        if handler is None or origin is None:
+            return
+        handler(msg, response, document.body, origin, tag)
 
     def _answer_as_gateway(self, msg: Inbound) -> None:
         """gridgate answers what is addressed to it: a TestMessage, or as the CRO."""
@@ -826,7 +903,7 @@ class Pipeline:
 
     def _send_response(self, msg: Inbound, response: Message, result: str) -> None:
         assert msg.sender is not None and msg.sender.endpoint is not None
-        self._send(
+        self.send(
             msg,
             what=response.kind.value,
             channel=self.codec.protocol,
@@ -838,7 +915,7 @@ class Pipeline:
             result=result,
         )
 
-    def _send(
+    def send(
         self,
         msg: Inbound,
         *,
@@ -848,12 +925,16 @@ class Pipeline:
         recipient: str,
         payload: bytes,
         message_id: str,
-        expires_at: datetime,
+        expires_at: datetime | None = None,
         **about: str,
     ) -> None:
-        """Queue one outbound message, claimed by this process at insert (fast path)."""
+        """Queue one outbound message in `msg`'s commit, claimed by this process at insert
+        (fast path); without `expires_at` it stays deliverable for the default validity.
+        Adapters queue what they answer a message with through it."""
         assert msg.message is not None
         now = msg.received_at
+        if expires_at is None:
+            expires_at = now + self.validity
         conversation = msg.message.envelope.conversation_id
         msg.unit.outbox.append(
             outbox_row(
@@ -1064,6 +1145,158 @@ class Pipeline:
 
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
+
+    # -- orders gridgate sends on behalf of a participant of another protocol ---------------
+
+    async def originate(
+        self,
+        document: Document,
+        orders: list[tuple[str, FlexOrder]],
+        acknowledge: Callable[[list[Outcome]], bytes],
+    ) -> tuple[list[Outcome], bytes]:
+        """Carry out `orders` (tagged with what they carry out in `document`) as gridgate.
+
+        Each order runs the market rules and the grid check; those accepted go to their
+        aggregator as FlexOrders signed by gridgate (and as setpoints to its control
+        centre). The document, every decision, the acknowledgement `acknowledge` builds
+        from the outcomes, and everything queued commit in one transaction before the
+        acknowledgement is returned. A document seen before is acknowledged as it was.
+        """
+        now = self.clock()
+        origin = document.origin
+        doc_id = document.key
+        unit = Unit()
+        out: list[dict[str, Any]] = []
+        outcomes: list[Outcome] = []
+        held: list[Inbound] = []
+        for tag, order in orders:
+            msg = Inbound(self.codec.protocol, b"", now, "", sender=origin)
+            msg.message = order
+            msg.recipient = self.directory.by_domain.get(order.envelope.recipient_domain)
+            try:
+                if msg.recipient is None:
+                    raise Rejection(
+                        self.reasons.UNKNOWN_RECIPIENT_DOMAIN,
+                        f"no aggregator has the UFTP domain {order.envelope.recipient_domain}",
+                    )
+                self.hold_to_market(msg)
+                self.check(msg)
+            except Rejection as rejection:
+                self._release(msg)
+                outcomes.append(Outcome(tag, False, rejection.reason, rejection.detail))
+                continue
+            held.append(msg)
+            recipient = msg.recipient
+            if recipient.endpoint:
+                self.send(
+                    msg,
+                    what="FlexOrder",
+                    channel=self.codec.protocol,
+                    destination=recipient.endpoint,
+                    recipient=recipient.id,
+                    payload=self.codec.render(order, sender_role=Role.DSO),
+                    message_id=order.envelope.message_id,
+                    expires_at=self._expiry(order, now),
+                )
+            self._queue_setpoints(msg, order, recipient, now)
+            unit.ledger += msg.unit.ledger
+            unit.outbox += msg.unit.outbox
+            out += msg.out
+            record = self._record(msg, "accepted")
+            # the order refers to its document, and to what it carries out there
+            unit.messages.append(record | {"reference": f"{doc_id}#{tag}", "digest": ""})
+            outcomes.append(Outcome(tag, True, order_message_id=order.envelope.message_id))
+        ack = acknowledge(outcomes)
+        accepted = any(o.accepted for o in outcomes)
+        decision = "accepted" if accepted else "rejected"
+        unit.messages.insert(
+            0,
+            {
+                "protocol": document.protocol,
+                "kind": document.kind,
+                "message_id": doc_id,
+                "conversation_id": doc_id,
+                "sender_domain": f"{document.protocol}:{origin.id}",
+                "recipient_domain": self.domain,
+                "digest": hashlib.sha256(document.raw).hexdigest(),
+                "received_at": now,
+                "decision": decision,
+                "reference": None,
+                "subject": None,
+                "period": None,
+                "revision": None,
+                "expires_at": None,
+            },
+        )
+        unit.audit.insert(
+            0,
+            AuditDraft(
+                event=f"document.{decision}",
+                actor=origin.id,
+                detail={
+                    "protocol": document.protocol,
+                    "kind": document.kind,
+                    "document": doc_id,
+                    "outcomes": [
+                        {
+                            "tag": o.tag,
+                            "decision": "accepted" if o.accepted else "rejected",
+                            **({"rule": o.rule.value, "reason": o.reason} if o.rule else {}),
+                            **({"order": o.order_message_id} if o.order_message_id else {}),
+                        }
+                        for o in outcomes
+                    ],
+                    "out": out,
+                    "acknowledgement": hashlib.sha256(ack).hexdigest(),
+                },
+                message_id=doc_id,
+                conversation_id=doc_id,
+                body=document.raw,
+                ts=now,
+            ),
+        )
+        try:
+            committed = await self.writer.submit(unit)
+        except DuplicateKey:
+            # the document was carried out before: nothing of this attempt stands
+            for msg in held:
+                self._release(msg)
+            raise
+        # any other failure: unclear whether it committed, so the reservations stay (the
+        # ledger may over-count until restart, never under-count)
+        self._count(f"document:{decision}")
+        self.outbox.hand_over(unit.outbox, committed.outbox_ids)
+        return outcomes, ack
+
+    async def refuse_document(
+        self,
+        protocol: str,
+        origin: Participant,
+        raw: bytes,
+        rule: Reason,
+        detail: str,
+        answer: bytes,
+    ) -> None:
+        """Audit a document of another protocol refused as a whole, with the answer."""
+        self._count(f"document:rejected:{rule.value}")
+        await self.writer.submit(
+            Unit(
+                audit=[
+                    AuditDraft(
+                        event="document.rejected",
+                        actor=origin.id,
+                        detail={
+                            "protocol": protocol,
+                            "rule": rule.value,
+                            "reason": detail,
+                            "bytes": len(raw),
+                            "answer": hashlib.sha256(answer).hexdigest(),
+                        },
+                        body=raw,
+                    )
+                ]
+            )
+        )
 
     # -- messages that could not be delivered ---------------------------------------------
 

@@ -34,6 +34,8 @@ class Participant:
     resources: tuple[ResourceSettings, ...]
     # where its keys and endpoint come from: the operator config, or DNS for its uftp_domain
     discovery: Literal["config", "dns"] = "config"
+    # IEC CIM: where gridgate posts the CIM documents it sends this participant
+    cim_endpoint: str | None = None
 
     @classmethod
     def from_settings(cls, p: ParticipantSettings) -> Participant:
@@ -48,6 +50,7 @@ class Participant:
             congestion_points=tuple(p.congestion_points),
             resources=tuple(p.resources),
             discovery=p.discovery,
+            cim_endpoint=p.cim_endpoint,
         )
 
     @property
@@ -104,6 +107,11 @@ class Directory:
     congestion_points: dict[str, CongestionPointSettings] = field(default_factory=dict)
     # (aggregator id, congestion point) -> its registered resources there
     resources_at: dict[tuple[str, str], tuple[ResourceSettings, ...]] = field(default_factory=dict)
+    # IEC CIM: (codingScheme, code) -> participant; client certificate SHA-256 -> participant;
+    # registeredResource.mRID -> (its aggregator, the resource)
+    by_party: dict[tuple[str, str], Participant] = field(default_factory=dict)
+    by_certificate: dict[str, Participant] = field(default_factory=dict)
+    by_cim_resource: dict[str, tuple[Participant, ResourceSettings]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Directory:
@@ -119,6 +127,12 @@ class Directory:
                 directory.congestion_points[cp.ean] = cp
             for r in p.resources:
                 grouped[(p.id, r.congestion_point)].append(r)
+                if r.cim_id is not None:
+                    directory.by_cim_resource[r.cim_id] = (participant, r)
+            for party in p.cim_parties:
+                directory.by_party[(party.coding_scheme, party.code)] = participant
+            if p.client_certificate_sha256 is not None:
+                directory.by_certificate[p.client_certificate_sha256] = participant
         directory.resources_at = {key: tuple(rs) for key, rs in grouped.items()}
         return directory
 

@@ -75,7 +75,7 @@ class MessageRecord(Base):
     # what the cross-message rules look up (gateway.references): the MessageID this message
     # refers to, what it is about (congestion point or EAN) and for which Period, its
     # Revision, and when it stops being valid (ExpirationDateTime)
-    reference: Mapped[str | None] = mapped_column(String(64), default=None)
+    reference: Mapped[str | None] = mapped_column(String(255), default=None)
     # an ea1. EntityAddress may run to ~500 characters: no length limit
     subject: Mapped[str | None] = mapped_column(Text, default=None)
     period: Mapped[date | None] = mapped_column(Date, default=None)

@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("messages") as batch:
-        batch.add_column(sa.Column("reference", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("reference", sa.String(length=255), nullable=True))
         batch.add_column(sa.Column("subject", sa.Text(), nullable=True))
         batch.add_column(sa.Column("period", sa.Date(), nullable=True))
         batch.add_column(sa.Column("revision", sa.BigInteger(), nullable=True))

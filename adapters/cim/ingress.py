@@ -1,0 +1,256 @@
+"""An IEC CIM document from an ISO or LDC, through gridgate, to the aggregators; and back.
+
+`CimIngress.receive` takes a document its transport authenticated (the client certificate
+names the participant), holds it to the sender's identity, and carries it out:
+
+- an Activation_MarketDocument order (A39 scheduled, A40 direct) becomes one FlexOrder per
+  TimeSeries and day (adapters/cim/translate.py), each through the market rules and the grid
+  check, sent to its aggregator signed by gridgate and as setpoints to its control centre;
+- the sender gets an Acknowledgement_MarketDocument at once: A01 when every TimeSeries is
+  carried out, A03 with a Rejected_TimeSeries per refused one, A02 when none is (or the
+  document itself is refused). A TimeSeries the grid check refuses is named with B46
+  (internal congestion) and the text of the binding limit;
+- when the aggregator answers a FlexOrder, `answered` sends the ISO the A41 response for
+  that TimeSeries (A07 activated or A11 unavailable) through the outbox.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from adapters.cim.acknowledgements import acknowledgement
+from adapters.cim.documents import (
+    AcknowledgementDocument,
+    ActivationDocument,
+    CodedId,
+    Participant,
+    Reason,
+    ReceivedDocument,
+    RejectedTimeSeries,
+)
+from adapters.cim.emit import emit
+from adapters.cim.parse import parse
+from adapters.cim.reasons import CimReason, CimRejection, InboundDocument
+from adapters.cim.translate import Market, Refused, activation_orders, activation_response
+from gateway.config import PartyCode
+from gateway.model import FlexResponse, Result, Role
+from gateway.pipeline import Document, Outcome
+from gateway.routing import Participant as GatewayParticipant
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.pipeline import Inbound
+
+PROTOCOL = "cim"
+GRID_REASON = "B46"  # Internal congestion (StandardReasonCodeTypeList)
+ORDER_REASON = "999"  # another rule of the order (its text names it)
+ACTIVATION_ORDERS = {"A39", "A40"}
+# the role gridgate writes for itself where the document it answers named none (A39: data
+# provider; an acknowledgement of a readable document takes the role the sender gave it)
+OWN_ROLE = "A39"
+# who may order activations: the ISO/TSO, and an LDC (DSO) for its own grid
+ACTIVATING_ROLES = {Role.ISO, Role.DSO}
+
+
+class CimIngress:
+    """The CIM adapter's way in (documents) and out (acknowledgements, A41 responses)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        settings = gateway.settings
+        self.me = settings.gateway.cim_party or PartyCode(coding_scheme="A01", code="gridgate")
+        self.market = Market(
+            isp=settings.market.isp,
+            time_zone=settings.market.time_zone,
+            currency=settings.gateway.currency,
+            domain=settings.gateway.uftp_domain,
+        )
+        self.max_bytes = settings.gateway.max_body_bytes
+        self.validity = timedelta(hours=settings.outbox.default_validity_hours)
+        gateway.pipeline.answer_handlers[PROTOCOL] = self.answered
+
+    # -- in ----------------------------------------------------------------------------------
+
+    async def receive(self, raw: bytes, origin: GatewayParticipant) -> bytes:
+        """Carry out one document from `origin`; return the acknowledgement to answer with."""
+        pipeline = self.gateway.pipeline
+        try:
+            document = parse(raw, max_bytes=self.max_bytes)
+            self._identify(document, origin)
+            if not isinstance(document, ActivationDocument) or document.type not in (
+                ACTIVATION_ORDERS
+            ):
+                raise CimRejection(
+                    CimReason.DOCUMENT_CANNOT_BE_PROCESSED_BY_RECEIVING_SYSTEM,
+                    f"{type(document).__name__} of type {getattr(document, 'type', '?')}: "
+                    "gridgate takes activation orders (A39, A40) from an ISO or LDC",
+                    inbound=_inbound(document),
+                )
+            if origin.role not in ACTIVATING_ROLES:
+                raise CimRejection(
+                    CimReason.SENDER_IDENTIFICATION_AND_OR_ROLE_INVALID,
+                    f"{origin.id} is a {origin.role}: only an ISO or an LDC orders activations",
+                    inbound=_inbound(document),
+                )
+        except CimRejection as rejection:
+            ack = self._refusal(rejection, origin)
+            await pipeline.refuse_document(
+                PROTOCOL, origin, raw, rejection.reason, rejection.detail, ack
+            )
+            return ack
+        now = pipeline.clock()
+        orders, refused = activation_orders(document, pipeline.directory, self.market, now)
+        key = f"{document.mrid}/{document.revision}"
+        carried = Document(PROTOCOL, "Activation_MarketDocument", key, raw, origin)
+        _, ack = await pipeline.originate(
+            carried, orders, lambda outcomes: self._acknowledge(document, outcomes, refused)
+        )
+        return ack
+
+    def _identify(self, document: object, origin: GatewayParticipant) -> None:
+        """The document's sender is the participant its certificate names; gridgate is its
+        receiver."""
+        sender = getattr(document, "sender", None)
+        receiver = getattr(document, "receiver", None)
+        inbound = _inbound(document)
+        parties = self.gateway.pipeline.directory.by_party
+        if sender is None or parties.get(_key(sender.mrid)) != origin:
+            named = f"{sender.mrid.coding_scheme} {sender.mrid.value}" if sender else "nobody"
+            raise CimRejection(
+                CimReason.SENDER_IDENTIFICATION_AND_OR_ROLE_INVALID,
+                f"sender_MarketParticipant.mRID {named} is not {origin.id}, whose "
+                "certificate signed the connection",
+                element="sender_MarketParticipant.mRID",
+                inbound=inbound,
+            )
+        if receiver is None or _key(receiver.mrid) != (self.me.coding_scheme, self.me.code):
+            named = f"{receiver.mrid.coding_scheme} {receiver.mrid.value}" if receiver else "none"
+            raise CimRejection(
+                CimReason.RECEIVING_PARTY_INCORRECT,
+                f"receiver_MarketParticipant.mRID {named} is not gridgate "
+                f"({self.me.coding_scheme} {self.me.code})",
+                element="receiver_MarketParticipant.mRID",
+                inbound=inbound,
+            )
+
+    # -- acknowledgements --------------------------------------------------------------------
+
+    def _acknowledge(
+        self, document: ActivationDocument, outcomes: list[Outcome], refused: list[Refused]
+    ) -> bytes:
+        rejected: dict[str, list[Reason]] = {}
+        for r in refused:
+            rejected.setdefault(r.mrid, []).append(Reason(r.reason.value, r.text[:512]))
+        for o in outcomes:
+            if not o.accepted:
+                code = (
+                    GRID_REASON
+                    if o.rule is not None and o.rule.name == "GRID_LIMIT_EXCEEDED"
+                    else ORDER_REASON
+                )
+                text = f"{o.rule}: {o.reason}" if o.rule is not None else o.reason
+                rejected.setdefault(o.tag, []).append(Reason(code, text[:512]))
+        carried = {o.tag for o in outcomes if o.accepted} - set(rejected)
+        if not rejected:
+            reasons = (Reason(CimReason.MESSAGE_FULLY_ACCEPTED.value),)
+        elif carried:
+            reasons = (
+                Reason(
+                    CimReason.MESSAGE_CONTAINS_ERRORS_AT_THE_TIME_SERIES_LEVEL.value,
+                    f"{len(rejected)} of {len(document.time_series)} TimeSeries refused",
+                ),
+            )
+        else:
+            reasons = (
+                Reason(
+                    CimReason.MESSAGE_FULLY_REJECTED.value,
+                    next(iter(rejected.values()))[0].text,
+                ),
+            )
+        ack = AcknowledgementDocument(
+            mrid=str(uuid.uuid4()),
+            created=_now(),
+            sender=Participant(
+                CodedId(self.me.code, self.me.coding_scheme), document.receiver.role
+            ),
+            receiver=document.sender,
+            received=ReceivedDocument(
+                mrid=document.mrid,
+                revision=document.revision,
+                type=document.type,
+                process_type=document.process_type,
+                created=document.created,
+            ),
+            reasons=reasons,
+            rejected_time_series=tuple(
+                RejectedTimeSeries(mrid=mrid, version=1, reasons=tuple(rs))
+                for mrid, rs in rejected.items()
+            ),
+        )
+        return emit(ack)
+
+    def _refusal(self, rejection: CimRejection, origin: GatewayParticipant) -> bytes:
+        """The A02 acknowledgement of a document refused as a whole, to its sender, or (when
+        not even that could be read) to the participant the certificate names."""
+        me = Participant(CodedId(self.me.code, self.me.coding_scheme), OWN_ROLE)
+        receiver = None
+        if rejection.inbound.sender is None:
+            codes = [k for k, p in self.gateway.pipeline.directory.by_party.items() if p == origin]
+            scheme, code = codes[0] if codes else ("A01", origin.id)
+            receiver = Participant(CodedId(code, scheme))
+        return emit(acknowledgement(rejection, sender=me, receiver=receiver))
+
+    # -- out: the aggregator answered --------------------------------------------------------
+
+    def answered(
+        self, msg: Inbound, response: FlexResponse, raw: bytes, origin: GatewayParticipant, tag: str
+    ) -> None:
+        """Send `origin` the A41 response of the TimeSeries `tag` of the activation `raw`."""
+        if not origin.cim_endpoint:
+            return
+        document = parse(raw, max_bytes=self.max_bytes)
+        assert isinstance(document, ActivationDocument)
+        if all(s.mrid != tag for s in document.time_series):
+            return
+        a41 = activation_response(
+            document, tag, response.result, response.rejection_reason, self.me, _now()
+        )
+        self.gateway.pipeline.send(
+            msg,
+            what="A41 response",
+            channel=PROTOCOL,
+            destination=origin.cim_endpoint,
+            recipient=origin.id,
+            payload=emit(a41),
+            message_id=a41.mrid,
+            result=response.result.value,
+        )
+
+
+def _key(coded: CodedId) -> tuple[str, str]:
+    return (coded.coding_scheme, coded.value)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _inbound(document: object) -> InboundDocument:
+    sender = getattr(document, "sender", None)
+    created = getattr(document, "created", None)
+    return InboundDocument(
+        mrid=getattr(document, "mrid", None),
+        revision=getattr(document, "revision", None),
+        type=getattr(document, "type", None),
+        process_type=getattr(document, "process_type", None),
+        created=created.isoformat() if created else None,
+        sender=sender.mrid.value if sender else None,
+        sender_coding_scheme=sender.mrid.coding_scheme if sender else None,
+        sender_role=sender.role if sender else None,
+        version=getattr(document, "version", None),
+    )
+
+
+__all__ = ["CimIngress", "Result"]

@@ -1,0 +1,398 @@
+"""An ISO's CIM activation through gridgate, end to end, on both databases.
+
+The ISO posts an Activation_MarketDocument (A40, direct) over HTTPS with its client
+certificate; gridgate acknowledges it at once, runs the grid check, sends the aggregator a
+FlexOrder signed by gridgate and its control centre MQTT setpoints (the real Mosquitto); the
+aggregator's FlexOrderResponse comes back and the ISO receives the A41 response at its own
+HTTP endpoint (an in-process aiohttp app).
+"""
+
+# ruff: noqa: E501 - the activation template keeps one element per line, as ESMP writes it
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from adapters.cim.documents import AcknowledgementDocument, ActivationDocument
+from adapters.cim.parse import parse
+from adapters.mqtt.control_centre import ControlCentre
+from adapters.uftp.peer import UftpPeer
+from gateway.app import Gateway
+from gateway.config import settings_from_dict
+from gateway.model import FlexOrder, FlexOrderResponse, Result, Role
+from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
+from tests.conftest import require
+from tests.gateway.conftest import public_b64, secret_b64
+
+GRIDGATE = "gridgate.example.com"
+GRIDGATE_EIC = "10X-GRIDGATE---X"
+ISO_EIC = "10X1001A1001A38Y"
+AGR = "agr.example.com"
+CP = "ean.871685900012636543"
+RESOURCE = "NOKG90901"
+LIMIT = 400_000
+NS = "urn:iec62325.351:tc57wg16:451-7:activationdocument:6:2"
+
+
+@dataclass
+class Iso:
+    """The ISO's receiving endpoint: records what gridgate posts it."""
+
+    received: list[bytes] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        self.received.append(await request.read())
+        self.arrived.set()
+        return web.Response(status=200)
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    url: str
+    iso_tls: ssl.SSLContext
+    iso: Iso
+    agr: UftpPeer
+    centre: ControlCentre
+
+
+@pytest.fixture
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    require(mosquitto_running(), f"Mosquitto is not listening on {MOSQUITTO_HOST}:{MOSQUITTO_PORT}")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    iso_cert = ca.issue_cert("iso.example.com")
+    iso_tls = ssl.create_default_context()
+    ca.configure_trust(iso_tls)
+    iso_cert.configure_cert(iso_tls)
+    der = x509.load_pem_x509_certificate(iso_cert.cert_chain_pems[0].bytes()).public_bytes(
+        Encoding.DER
+    )
+
+    iso = Iso()
+    iso_app = web.Application()
+    iso_app.router.add_post("/cim", iso.receive)
+    iso_runner = web.AppRunner(iso_app, access_log=None)
+    await iso_runner.setup()
+    site = web.TCPSite(iso_runner, "127.0.0.1", 0)
+    await site.start()
+    iso_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    keys = {n: Ed25519PrivateKey.generate() for n in ("gridgate", "agr")}
+    (tmp_path / "gw.key").write_text(secret_b64(keys["gridgate"]))
+    agr = UftpPeer(AGR, Role.AGR, keys["agr"], {GRIDGATE: keys["gridgate"].public_key()})
+    await agr.start()
+    run = uuid.uuid4().hex[:10]
+    prefix = f"test/gridgate/{run}/agr"
+    settings = settings_from_dict(
+        {
+            "gateway": {
+                "listen": "127.0.0.1:0",
+                "database_url": database_url,
+                "uftp_domain": GRIDGATE,
+                "signing_key_file": "gw.key",
+                "cim_party": {"coding_scheme": "A01", "code": GRIDGATE_EIC},
+                "tls": {
+                    "certificate": "server.pem",
+                    "key": "server.pem",
+                    "client_ca": "ca.pem",
+                    "require_client_certificate": False,
+                },
+            },
+            "mqtt": {
+                "url": f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}",
+                "client_id": f"gridgate-{run}",
+            },
+            "market": {"time_zone": "Europe/Amsterdam"},
+            "outbox": {"retry_base_seconds": 0.1, "retry_max_seconds": 1.0},
+            "participants": [
+                {
+                    "id": "iso",
+                    "role": "ISO",
+                    "cim_parties": [{"coding_scheme": "A01", "code": ISO_EIC}],
+                    "client_certificate_sha256": hashlib.sha256(der).hexdigest(),
+                    "cim_endpoint": f"http://127.0.0.1:{iso_port}/cim",
+                },
+                {
+                    "id": "ldc",
+                    "role": "DSO",
+                    "congestion_points": [{"ean": CP, "limit_w": LIMIT}],
+                },
+                {
+                    "id": "agr",
+                    "role": "AGR",
+                    "uftp_domain": AGR,
+                    "endpoint": agr.url,
+                    "public_keys": [public_b64(keys["agr"])],
+                    "mqtt_prefix": prefix,
+                    "resources": [
+                        {
+                            "id": "bat-1",
+                            "connection_ean": "ean.871685900000000101",
+                            "congestion_point": CP,
+                            "min_w": -500_000,
+                            "max_w": 500_000,
+                            "cim_id": RESOURCE,
+                        }
+                    ],
+                },
+            ],
+        },
+        path=tmp_path / "t.toml",
+        base=tmp_path,
+    )
+    gateway = Gateway(settings)
+    await gateway.start()
+    url = f"https://127.0.0.1:{gateway.port}"
+    # the aggregator answers gridgate over HTTPS, trusting the test CA
+    agr_tls = ssl.create_default_context()
+    ca.configure_trust(agr_tls)
+    assert agr._session is not None
+    await agr._session.close()
+    agr._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=agr_tls))
+    agr.gateway_url = f"{url}/shapeshifter/api/v3/message"
+    centre = ControlCentre(
+        f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}", prefix, "agr", client_id=f"cc-{run}"
+    )
+    await centre.start()
+    try:
+        yield World(gateway, url, iso_tls, iso, agr, centre)
+    finally:
+        await centre.stop()
+        await gateway.stop()
+        await agr.stop()
+        await iso_runner.cleanup()
+
+
+def activation(megawatts: str, *, minutes: int = 30) -> tuple[str, str, bytes]:
+    """A direct activation (A40) of RESOURCE, upward, starting at the next quarter hour."""
+    now = datetime.now(UTC)
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=15 - now.minute % 15)
+    end = start + timedelta(minutes=minutes)
+    mrid, series = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def t(value: datetime) -> str:
+        return value.strftime("%Y-%m-%dT%H:%MZ")
+
+    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+<Activation_MarketDocument xmlns="{NS}">
+  <mRID>{mrid}</mRID>
+  <revisionNumber>1</revisionNumber>
+  <type>A40</type>
+  <process.processType>A47</process.processType>
+  <sender_MarketParticipant.mRID codingScheme="A01">{ISO_EIC}</sender_MarketParticipant.mRID>
+  <sender_MarketParticipant.marketRole.type>A04</sender_MarketParticipant.marketRole.type>
+  <receiver_MarketParticipant.mRID codingScheme="A01">{GRIDGATE_EIC}</receiver_MarketParticipant.mRID>
+  <receiver_MarketParticipant.marketRole.type>A46</receiver_MarketParticipant.marketRole.type>
+  <createdDateTime>{now.strftime("%Y-%m-%dT%H:%M:%SZ")}</createdDateTime>
+  <activation_Time_Period.timeInterval><start>{t(start)}</start><end>{t(end)}</end></activation_Time_Period.timeInterval>
+  <domain.mRID codingScheme="A01">10YNO-0--------C</domain.mRID>
+  <TimeSeries>
+    <mRID>{series}</mRID>
+    <resourceProvider_MarketParticipant.mRID codingScheme="A01">{GRIDGATE_EIC}</resourceProvider_MarketParticipant.mRID>
+    <businessType>A97</businessType>
+    <acquiring_Domain.mRID codingScheme="A01">10Y1001A1001A91G</acquiring_Domain.mRID>
+    <connecting_Domain.mRID codingScheme="A01">10Y1001A1001A48H</connecting_Domain.mRID>
+    <measurement_Unit.name>MAW</measurement_Unit.name>
+    <flowDirection.direction>A01</flowDirection.direction>
+    <marketObjectStatus.status>A10</marketObjectStatus.status>
+    <registeredResource.mRID codingScheme="NNO">{RESOURCE}</registeredResource.mRID>
+    <Period>
+      <timeInterval><start>{t(start)}</start><end>{t(end)}</end></timeInterval>
+      <resolution>PT{minutes}M</resolution>
+      <Point><position>1</position><quantity>{megawatts}</quantity></Point>
+    </Period>
+  </TimeSeries>
+</Activation_MarketDocument>
+"""
+    return mrid, series, xml.encode()
+
+
+async def post(world: World, body: bytes, tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{world.url}/cim/v1/documents",
+            data=body,
+            headers={"Content-Type": "application/xml"},
+            ssl=tls or world.iso_tls,
+        ) as response,
+    ):
+        return response.status, await response.read()
+
+
+def is_order(m: Any) -> bool:
+    return isinstance(m, FlexOrder)
+
+
+async def test_an_activation_reaches_the_aggregator_and_the_iso_gets_ack_and_a41(
+    world: World,
+) -> None:
+    mrid, series, body = activation("0.2")  # 200 kW up, within the 400 kW limit
+    status, answer = await post(world, body)
+    assert status == 200
+    ack = parse(answer)
+    assert isinstance(ack, AcknowledgementDocument)
+    assert [r.code for r in ack.reasons] == ["A01"]
+    assert ack.received.mrid == mrid
+    assert (ack.receiver.mrid.value, ack.sender.mrid.value) == (ISO_EIC, GRIDGATE_EIC)
+
+    order = await world.agr.wait_for(is_order)
+    assert isinstance(order, FlexOrder)
+    assert order.envelope.sender_domain == GRIDGATE  # signed by gridgate, checked by the peer
+    assert order.order_reference == f"{mrid}/{series}"
+    assert order.congestion_point == CP and order.unsolicited is True
+    assert set(order.power_by_isp().values()) == {-200_000}  # upward: less consumption
+    assert len(order.power_by_isp()) == 2  # 30 minutes: two ISPs
+    setpoints = await world.centre.wait_for(1)
+    assert setpoints[0]["resource"] == "bat-1"
+
+    reply = FlexOrderResponse(
+        envelope=replace_envelope(order),
+        reference_message_id=order.envelope.message_id,
+        result=Result.ACCEPTED,
+    )
+    assert await world.agr.send(reply) == (200, "")
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    a41 = parse(world.iso.received[0])
+    assert isinstance(a41, ActivationDocument)
+    assert a41.type == "A41" and a41.order_mrid == mrid and a41.order_revision == 1
+    assert [(s.mrid, s.status) for s in a41.time_series] == [(series, "A07")]
+    assert (a41.sender.mrid.value, a41.receiver.mrid.value) == (GRIDGATE_EIC, ISO_EIC)
+
+
+async def test_an_activation_over_the_limit_is_refused_and_reaches_nobody(world: World) -> None:
+    _, series, body = activation("0.5")  # 500 kW on a 400 kW congestion point
+    status, answer = await post(world, body)
+    assert status == 200
+    ack = parse(answer)
+    assert isinstance(ack, AcknowledgementDocument)
+    assert [r.code for r in ack.reasons] == ["A02"]
+    (rejected,) = ack.rejected_time_series
+    assert rejected.mrid == series
+    (reason,) = rejected.reasons
+    assert reason.code == "B46"  # internal congestion
+    assert reason.text is not None and "exceeds the limit 400000 W by 100000 W" in reason.text
+    await asyncio.sleep(0.5)
+    assert world.agr.received == [] and world.centre.received == []
+
+
+async def test_a_client_without_a_known_certificate_is_refused(world: World) -> None:
+    _, _, body = activation("0.1")
+    stranger = ssl.create_default_context()
+    stranger.check_hostname = False
+    stranger.verify_mode = ssl.CERT_NONE
+    status, answer = await post(world, body, stranger)
+    assert status == 401 and b"client certificate" in answer
+    assert world.agr.received == []
+
+
+def replace_envelope(order: FlexOrder) -> Any:
+    from gateway.model import Envelope
+
+    e = order.envelope
+    return Envelope(
+        message_id=str(uuid.uuid4()),
+        conversation_id=e.conversation_id,
+        sender_domain=AGR,
+        recipient_domain=GRIDGATE,
+        sender_role=Role.AGR,
+        timestamp=datetime.now(UTC),
+        version=e.version,
+    )
+
+
+async def refused(world: World, body: bytes) -> tuple[list[str], str]:
+    """Post `body`; expect an A02 acknowledgement; return its reason codes and texts."""
+    status, answer = await post(world, body)
+    assert status == 200
+    ack = parse(answer)
+    assert isinstance(ack, AcknowledgementDocument)
+    assert ack.reasons[0].code == "A02"
+    texts = " | ".join(r.text or "" for r in ack.reasons)
+    return [r.code for r in ack.reasons], texts
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "named"),
+    [
+        # another version of the namespace: gridgate takes 6.2 and 6.4
+        ((NS, NS.replace(":6:2", ":5:0")), "A94", "activationdocument:5:0"),
+        # a mandatory element missing
+        ("<type>A40</type>", "A69", "type"),
+        # a sender gridgate does not know as the certificate's participant
+        (ISO_EIC, "A78", "sender_MarketParticipant.mRID"),
+        # a resolution that does not fit its interval and points
+        ("<resolution>PT30M</resolution>", "A41", "resolution"),
+        # a unit that is no power
+        ("<measurement_Unit.name>MAW</measurement_Unit.name>", "A59", "measurement_Unit"),
+    ],
+)
+async def test_bad_documents_get_an_a02_naming_the_element_and_reach_nobody(
+    world: World, change: Any, code: str, named: str
+) -> None:
+    _, _, body = activation("0.1")
+    text = body.decode()
+    if change == (NS, NS.replace(":6:2", ":5:0")):
+        text = text.replace(*change)
+    elif change == "<type>A40</type>":
+        text = text.replace(change, "")
+    elif change == ISO_EIC:
+        text = text.replace(
+            f'codingScheme="A01">{ISO_EIC}</sender', 'codingScheme="A01">10X1001A1001A99Z</sender'
+        )
+    elif change.startswith("<resolution>"):
+        text = text.replace("<resolution>PT30M</resolution>", "<resolution>PT7M</resolution>")
+    else:
+        text = text.replace(change, "<measurement_Unit.name>MWH</measurement_Unit.name>")
+    codes, texts = await refused(world, text.encode())
+    assert code in codes, (codes, texts)
+    assert named in texts
+    await asyncio.sleep(0.2)
+    assert world.agr.received == [] and world.centre.received == []
+
+
+async def test_a_document_with_a_dtd_is_refused_with_an_a02(world: World) -> None:
+    _, _, body = activation("0.1")
+    evil = body.replace(
+        b'<?xml version="1.0" encoding="UTF-8"?>',
+        b'<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>',
+    )
+    codes, texts = await refused(world, evil)
+    assert "A94" in codes and "DTD" in texts
+    assert world.agr.received == []
+
+
+async def test_an_activation_from_an_aggregator_is_refused_for_its_role(world: World) -> None:
+    """Only an ISO or an LDC orders activations: the role the certificate's participant has."""
+    directory = world.gateway.pipeline.directory
+    iso = directory.participants["iso"]
+    from dataclasses import replace as with_role
+
+    directory.by_party[("A01", ISO_EIC)] = as_agr = with_role(iso, role=Role.AGR)
+    for fingerprint, who in list(directory.by_certificate.items()):
+        if who.id == "iso":
+            directory.by_certificate[fingerprint] = as_agr
+    _, _, body = activation("0.1")
+    codes, texts = await refused(world, body)
+    assert "A78" in codes and "only an ISO or an LDC orders activations" in texts
