@@ -231,6 +231,9 @@ class CongestionPointSettings(Strict):
     # whether aggregators may offer several mutually exclusive options in one FlexOffer
     # (UFTP MutexOffersSupported, as the DSO registers it with the CRO)
     mutex_offers_supported: bool = True
+    # IEC CIM: the area (connecting_Domain.mRID, an EIC) a need for this congestion point
+    # names, when it names no resource
+    cim_domain: str | None = Field(default=None, min_length=1, max_length=60)
 
 
 class ResourceSettings(Strict):

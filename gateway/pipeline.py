@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -176,7 +176,7 @@ class Receipt:
 
 # (the answer as it arrived, the answer, the originating document's bytes, its sender, the tag
 # of the order in that document)
-AnswerHandler = Callable[["Inbound", FlexResponse, bytes, Participant, str], None]
+AnswerHandler = Callable[["Inbound", "FlexResponse | FlexOffer", bytes, Participant, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,8 +513,9 @@ class Pipeline:
         msg.to_gateway = True
         if kind is MessageKind.TEST_MESSAGE:
             return
-        if isinstance(message, FlexResponse) and self.answer_handlers:
-            # an answer to an order gridgate sent for a participant of another protocol
+        if isinstance(message, FlexResponse | FlexOffer) and self.answer_handlers:
+            # an answer to an order (or an offer on a request) gridgate sent for a
+            # participant of another protocol
             # (check_references holds it to an order that went from gridgate to its sender)
             return
         if kind in CRO_KINDS and self.cro is not None:
@@ -693,7 +694,7 @@ class Pipeline:
     def route(self, msg: Inbound) -> Awaitable[None] | None:
         """Decide who receives what: forward the signed original, setpoints, our answers."""
         if msg.to_gateway:
-            if isinstance(msg.message, FlexResponse) and self.answer_handlers:
+            if isinstance(msg.message, FlexResponse | FlexOffer) and self.answer_handlers:
                 return self._relay_answer(msg)
             self._answer_as_gateway(msg)
             return None
@@ -717,7 +718,7 @@ class Pipeline:
             self._queue_setpoints(msg, message, recipient, now)
             if not recipient.endpoint:
                 # a control centre reached only over MQTT: gridgate confirms the order
-                self._answer(msg, Result.ACCEPTED, None)
+                self.answer(msg, Result.ACCEPTED, None)
         elif not recipient.endpoint and message.kind not in ANSWER_KINDS:
             raise Rejection(
                 self.reasons.NO_ROUTE,
@@ -772,14 +773,19 @@ class Pipeline:
         """An aggregator answers an order gridgate sent for a document of another protocol:
         the adapter of that protocol answers the document's sender in its own terms."""
         response = msg.message
-        assert isinstance(response, FlexResponse)
+        assert isinstance(response, FlexResponse | FlexOffer)
         e = response.envelope
+        referred = (
+            response.reference_message_id
+            if isinstance(response, FlexResponse)
+            else response.flex_request_message_id
+        )
         m = MessageRecord
         async with self.engine.connect() as conn:
             order = (
                 await conn.execute(
                     select(m.reference, m.conversation_id).where(
-                        m.message_id == response.reference_message_id,
+                        m.message_id == referred,
                         m.sender_domain == self.domain,
                         m.recipient_domain == e.sender_domain,
                     )
@@ -830,7 +836,7 @@ class Pipeline:
                     else QueriedConnection(c.entity_address)
                     for c in self.cro.dso_view(message)
                 )
-                self._answer(
+                self.answer(
                     msg,
                     Result.ACCEPTED,
                     None,
@@ -838,9 +844,9 @@ class Pipeline:
                     connections=connections,
                 )
             elif isinstance(message, AGRPortfolioQuery):
-                self._answer(msg, Result.ACCEPTED, None, views=self.cro.agr_view(message))
+                self.answer(msg, Result.ACCEPTED, None, views=self.cro.agr_view(message))
             else:  # an update: folded into the register once it is committed
-                self._answer(msg, Result.ACCEPTED, None)
+                self.answer(msg, Result.ACCEPTED, None)
         except NotRegistered as e:
             raise Rejection(self.reasons.INVALID_CONGESTION_POINT, str(e)) from None
 
@@ -866,6 +872,8 @@ class Pipeline:
         assert msg.message is not None and msg.sender is not None
         if msg.recipient is not None:
             return msg.recipient.role
+        if len(RECIPIENT_ROLES[msg.message.kind]) == 1:  # the role the message was for
+            return next(iter(RECIPIENT_ROLES[msg.message.kind]))
         if msg.to_gateway and self.cro is not None:
             return Role.CRO
         # the role the message was for (for a TestMessage: the sender's counterpart)
@@ -875,7 +883,7 @@ class Pipeline:
         )
         return Role.DSO if Role.DSO in roles else min(roles)
 
-    def _answer(self, msg: Inbound, result: Result, reason: str | None, **content: Any) -> bool:
+    def answer(self, msg: Inbound, result: Result, reason: str | None, **content: Any) -> bool:
         """Queue gridgate's own signed response to the sender; False if it cannot be sent.
 
         `content` is what a response carries besides its Result (a query's answer)."""
@@ -1038,7 +1046,7 @@ class Pipeline:
         if msg.decision is not None:
             detail["check"] = msg.decision.audit_detail()
         status = rejection.status
-        if status is None and not self._answer(msg, Result.REJECTED, rejection.text):
+        if status is None and not self.answer(msg, Result.REJECTED, rejection.text):
             status = 400  # a response, or a sender we cannot answer: say it now
         detail["answered"] = "sync" if status else "response"
         detail["out"] = msg.out
@@ -1151,16 +1159,16 @@ class Pipeline:
     async def originate(
         self,
         document: Document,
-        orders: list[tuple[str, FlexOrder]],
+        orders: Sequence[tuple[str, FlexOrder | FlexRequest]],
         acknowledge: Callable[[list[Outcome]], bytes],
     ) -> tuple[list[Outcome], bytes]:
         """Carry out `orders` (tagged with what they carry out in `document`) as gridgate.
 
-        Each order runs the market rules and the grid check; those accepted go to their
-        aggregator as FlexOrders signed by gridgate (and as setpoints to its control
-        centre). The document, every decision, the acknowledgement `acknowledge` builds
-        from the outcomes, and everything queued commit in one transaction before the
-        acknowledgement is returned. A document seen before is acknowledged as it was.
+        Each FlexOrder or FlexRequest runs the market rules (an order also the grid
+        check); those accepted go to their aggregator signed by gridgate (an order also as
+        setpoints to its control centre). The document, every decision, the
+        acknowledgement `acknowledge` builds from the outcomes, and everything queued commit
+        in one transaction before the acknowledgement is returned.
         """
         now = self.clock()
         origin = document.origin
@@ -1190,7 +1198,7 @@ class Pipeline:
             if recipient.endpoint:
                 self.send(
                     msg,
-                    what="FlexOrder",
+                    what=order.kind.value,
                     channel=self.codec.protocol,
                     destination=recipient.endpoint,
                     recipient=recipient.id,
@@ -1198,7 +1206,8 @@ class Pipeline:
                     message_id=order.envelope.message_id,
                     expires_at=self._expiry(order, now),
                 )
-            self._queue_setpoints(msg, order, recipient, now)
+            if isinstance(order, FlexOrder):
+                self._queue_setpoints(msg, order, recipient, now)
             unit.ledger += msg.unit.ledger
             unit.outbox += msg.unit.outbox
             out += msg.out
@@ -1265,6 +1274,9 @@ class Pipeline:
         # any other failure: unclear whether it committed, so the reservations stay (the
         # ledger may over-count until restart, never under-count)
         self._count(f"document:{decision}")
+        for msg in held:  # what aggregators answer refers to these
+            assert msg.message is not None
+            self.references.remember(msg.message)
         self.outbox.hand_over(unit.outbox, committed.outbox_ids)
         return outcomes, ack
 
@@ -1353,7 +1365,7 @@ class Pipeline:
         else:
             if isinstance(msg.message, FlexOrder):
                 detail["unbooked"] = self._unbook(msg.message, sender, unit)
-            if not self._answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
+            if not self.answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
                 return
             unit.outbox.extend(msg.unit.outbox)
             detail["out"] = msg.out

@@ -37,7 +37,7 @@ from gateway.model import (
     MessageKind,
     Metering,
 )
-from gateway.store.models import AuditEntry, MessageRecord
+from gateway.store.models import AuditEntry, MessageRecord, OutboxEntry
 
 if TYPE_CHECKING:
     from gateway.pipeline import Catalogue
@@ -521,8 +521,21 @@ class References:
                 body = await conn.scalar(
                     select(AuditEntry.body).where(AuditEntry.seq == row.audit_seq)
                 )
-                if body is not None:
-                    found.message = self.reread(body)
+                try:
+                    found.message = None if body is None else self.reread(body)
+                except Rejection:
+                    found.message = None
+                if found.message is None:
+                    # gridgate wrote it for a document of another protocol: the audit entry
+                    # holds that document, the bytes gridgate sent are in the outbox
+                    body = await conn.scalar(
+                        select(OutboxEntry.payload)
+                        .where(OutboxEntry.message_id == key[0])
+                        .order_by(OutboxEntry.id)
+                        .limit(1)
+                    )
+                    found.message = None if body is None else self.reread(body)
+                if found.message is not None:
                     self.remember(found.message)
         return found
 

@@ -110,6 +110,8 @@ class Directory:
     # IEC CIM: (codingScheme, code) -> participant; client certificate SHA-256 -> participant;
     # registeredResource.mRID -> (its aggregator, the resource)
     by_party: dict[tuple[str, str], Participant] = field(default_factory=dict)
+    # IEC CIM area (connecting_Domain.mRID) -> the congestion point it stands for
+    by_cim_domain: dict[str, str] = field(default_factory=dict)
     by_certificate: dict[str, Participant] = field(default_factory=dict)
     by_cim_resource: dict[str, tuple[Participant, ResourceSettings]] = field(default_factory=dict)
 
@@ -125,6 +127,8 @@ class Directory:
             for cp in p.congestion_points:
                 directory.owner_of[cp.ean] = participant
                 directory.congestion_points[cp.ean] = cp
+                if cp.cim_domain is not None:
+                    directory.by_cim_domain[cp.cim_domain] = cp.ean
             for r in p.resources:
                 grouped[(p.id, r.congestion_point)].append(r)
                 if r.cim_id is not None:

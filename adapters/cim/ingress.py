@@ -17,6 +17,7 @@ names the participant), holds it to the sender's identity, and carries it out:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -29,13 +30,21 @@ from adapters.cim.documents import (
     Reason,
     ReceivedDocument,
     RejectedTimeSeries,
+    ReserveBidDocument,
 )
 from adapters.cim.emit import emit
 from adapters.cim.parse import parse
 from adapters.cim.reasons import CimReason, CimRejection, InboundDocument
-from adapters.cim.translate import Market, Refused, activation_orders, activation_response
+from adapters.cim.translate import (
+    Market,
+    Refused,
+    activation_orders,
+    activation_response,
+    need_requests,
+    offer_bid,
+)
 from gateway.config import PartyCode
-from gateway.model import FlexResponse, Result, Role
+from gateway.model import FlexOffer, FlexOrder, FlexRequest, FlexResponse, Result, Role
 from gateway.pipeline import Document, Outcome
 from gateway.routing import Participant as GatewayParticipant
 
@@ -79,19 +88,23 @@ class CimIngress:
         try:
             document = parse(raw, max_bytes=self.max_bytes)
             self._identify(document, origin)
-            if not isinstance(document, ActivationDocument) or document.type not in (
-                ACTIVATION_ORDERS
-            ):
+            is_order = (
+                isinstance(document, ActivationDocument) and document.type in ACTIVATION_ORDERS
+            )
+            is_need = isinstance(document, ReserveBidDocument) and document.is_need
+            if not (is_order or is_need):
                 raise CimRejection(
                     CimReason.DOCUMENT_CANNOT_BE_PROCESSED_BY_RECEIVING_SYSTEM,
                     f"{type(document).__name__} of type {getattr(document, 'type', '?')}: "
-                    "gridgate takes activation orders (A39, A40) from an ISO or LDC",
+                    "gridgate takes activation orders (A39, A40) and needs (B21) from an ISO "
+                    "or LDC",
                     inbound=_inbound(document),
                 )
             if origin.role not in ACTIVATING_ROLES:
                 raise CimRejection(
                     CimReason.SENDER_IDENTIFICATION_AND_OR_ROLE_INVALID,
-                    f"{origin.id} is a {origin.role}: only an ISO or an LDC orders activations",
+                    f"{origin.id} is a {origin.role}: only an ISO or an LDC orders "
+                    "activations or states needs",
                     inbound=_inbound(document),
                 )
         except CimRejection as rejection:
@@ -101,9 +114,19 @@ class CimIngress:
             )
             return ack
         now = pipeline.clock()
-        orders, refused = activation_orders(document, pipeline.directory, self.market, now)
+        orders: Sequence[tuple[str, FlexOrder | FlexRequest]]
+        if isinstance(document, ActivationDocument):
+            orders, refused = activation_orders(document, pipeline.directory, self.market, now)
+        else:
+            assert isinstance(document, ReserveBidDocument)
+            orders, refused = need_requests(document, pipeline.directory, self.market, now)
         key = f"{document.mrid}/{document.revision}"
-        carried = Document(PROTOCOL, "Activation_MarketDocument", key, raw, origin)
+        kind = (
+            "Activation_MarketDocument"
+            if isinstance(document, ActivationDocument)
+            else "ReserveBid_MarketDocument"
+        )
+        carried = Document(PROTOCOL, kind, key, raw, origin)
         _, ack = await pipeline.originate(
             carried, orders, lambda outcomes: self._acknowledge(document, outcomes, refused)
         )
@@ -138,7 +161,10 @@ class CimIngress:
     # -- acknowledgements --------------------------------------------------------------------
 
     def _acknowledge(
-        self, document: ActivationDocument, outcomes: list[Outcome], refused: list[Refused]
+        self,
+        document: ActivationDocument | ReserveBidDocument,
+        outcomes: list[Outcome],
+        refused: list[Refused],
     ) -> bytes:
         rejected: dict[str, list[Reason]] = {}
         for r in refused:
@@ -153,13 +179,18 @@ class CimIngress:
                 text = f"{o.rule}: {o.reason}" if o.rule is not None else o.reason
                 rejected.setdefault(o.tag, []).append(Reason(code, text[:512]))
         carried = {o.tag for o in outcomes if o.accepted} - set(rejected)
+        count = len(
+            document.time_series
+            if isinstance(document, ActivationDocument)
+            else document.bid_time_series
+        )
         if not rejected:
             reasons = (Reason(CimReason.MESSAGE_FULLY_ACCEPTED.value),)
         elif carried:
             reasons = (
                 Reason(
                     CimReason.MESSAGE_CONTAINS_ERRORS_AT_THE_TIME_SERIES_LEVEL.value,
-                    f"{len(rejected)} of {len(document.time_series)} TimeSeries refused",
+                    f"{len(rejected)} of {count} TimeSeries refused",
                 ),
             )
         else:
@@ -205,13 +236,34 @@ class CimIngress:
     # -- out: the aggregator answered --------------------------------------------------------
 
     def answered(
-        self, msg: Inbound, response: FlexResponse, raw: bytes, origin: GatewayParticipant, tag: str
+        self,
+        msg: Inbound,
+        response: FlexResponse | FlexOffer,
+        raw: bytes,
+        origin: GatewayParticipant,
+        tag: str,
     ) -> None:
-        """Send `origin` the A41 response of the TimeSeries `tag` of the activation `raw`."""
-        if not origin.cim_endpoint:
-            return
+        """An aggregator answered what gridgate sent for the document `raw` from `origin`:
+        an offer on a need goes to `origin` as a bid (A37), and gridgate confirms the offer;
+        an answer to an order becomes the A41 response of the TimeSeries `tag`."""
         document = parse(raw, max_bytes=self.max_bytes)
-        assert isinstance(document, ActivationDocument)
+        if isinstance(response, FlexOffer):
+            assert isinstance(document, ReserveBidDocument)
+            if origin.cim_endpoint and any(s.mrid == tag for s in document.bid_time_series):
+                bid = offer_bid(response, document, tag, self.me, _now())
+                self.gateway.pipeline.send(
+                    msg,
+                    what="A37 bid",
+                    channel=PROTOCOL,
+                    destination=origin.cim_endpoint,
+                    recipient=origin.id,
+                    payload=emit(bid),
+                    message_id=bid.mrid,
+                )
+            self.gateway.pipeline.answer(msg, Result.ACCEPTED, None)
+            return
+        if not origin.cim_endpoint or not isinstance(document, ActivationDocument):
+            return
         if all(s.mrid != tag for s in document.time_series):
             return
         a41 = activation_response(

@@ -15,6 +15,22 @@ CIM activation (A39/A40 TimeSeries) → internal order → UFTP FlexOrder / MQTT
 - no price in an activation → Price 0 in `gateway.currency`, Unsolicited=true (no UFTP
   offer precedes it).
 
+CIM need (ReserveBid_MarketDocument type B21, businessType B75/B90) → UFTP FlexRequests:
+
+- a Bid_TimeSeries naming a registeredResource → a request to that resource's aggregator
+  at its congestion point; naming none → the congestion point whose `cim_domain` is the
+  connecting_Domain, and a request to every aggregator with resources there;
+- Point quantity (and minimum_Quantity) × unit, direction → the requested band of each
+  ISP: up asks for [−quantity, −minimum] W (less consumption), down [minimum, quantity];
+  Disposition Requested;
+- Revision = the document's revisionNumber; ExpirationDateTime = the end of the need's
+  last ISP.
+
+UFTP FlexOffer on such a request → CIM bid (ReserveBid_MarketDocument A37, businessType
+B74) to the need's sender: one Bid_TimeSeries per OfferOption, its power per ISP as MAW
+points at the market's resolution, not divisible, several options exclusive (their
+exclusiveBidsIdentification is the offer's MessageID), the option's price as price.amount.
+
 UFTP FlexOrderResponse → CIM A41 response: Accepted → marketObjectStatus A07 (activated),
 Rejected → A11 (unavailable) with the aggregator's reason; `order_MarketDocument.mRID` and
 revision name the order, the TimeSeries keeps the order's mRID.
@@ -33,6 +49,8 @@ from adapters.cim.documents import (
     ActivationDocument,
     ActivationStatus,
     ActivationTimeSeries,
+    BidPoint,
+    BidTimeSeries,
     CodedId,
     Direction,
     MeasureUnit,
@@ -40,10 +58,22 @@ from adapters.cim.documents import (
     Period,
     Point,
     Reason,
+    ReserveBidDocument,
+    TimeInterval,
 )
 from adapters.cim.reasons import CimReason
 from gateway.config import PartyCode, ResourceSettings
-from gateway.model import Envelope, FlexOrder, PowerIsp, Result, Role, period_bounds
+from gateway.model import (
+    Envelope,
+    FlexOffer,
+    FlexOrder,
+    FlexRequest,
+    PowerIsp,
+    RequestIsp,
+    Result,
+    Role,
+    period_bounds,
+)
 from gateway.routing import Directory
 from gateway.routing import Participant as GatewayParticipant
 
@@ -184,6 +214,18 @@ def _unusable(series: ActivationTimeSeries, directory: Directory) -> Refused | N
     return None
 
 
+def _envelope(market: Market, recipient: str, now: datetime) -> Envelope:
+    return Envelope(
+        message_id=str(uuid.uuid4()),
+        conversation_id=str(uuid.uuid4()),
+        sender_domain=market.domain,
+        recipient_domain=recipient,
+        sender_role=Role.DSO,
+        timestamp=now,
+        version="3.1.0",
+    )
+
+
 def _order(
     document: ActivationDocument,
     series: ActivationTimeSeries,
@@ -196,15 +238,7 @@ def _order(
 ) -> FlexOrder:
     assert agr.uftp_domain is not None
     return FlexOrder(
-        envelope=Envelope(
-            message_id=str(uuid.uuid4()),
-            conversation_id=str(uuid.uuid4()),
-            sender_domain=market.domain,
-            recipient_domain=agr.uftp_domain,
-            sender_role=Role.DSO,
-            timestamp=now,
-            version="3.1.0",
-        ),
+        envelope=_envelope(market, agr.uftp_domain, now),
         isp_duration=market.isp,
         time_zone=market.time_zone,
         period=day,
@@ -214,6 +248,171 @@ def _order(
         currency=market.currency,
         order_reference=f"{document.mrid}/{series.mrid}"[:255],
         unsolicited=True,
+    )
+
+
+def need_requests(
+    document: ReserveBidDocument,
+    directory: Directory,
+    market: Market,
+    now: datetime,
+) -> tuple[list[tuple[str, FlexRequest]], list[Refused]]:
+    """Map a need (B21) to FlexRequests, one per Bid_TimeSeries, aggregator and local day."""
+    requests: list[tuple[str, FlexRequest]] = []
+    refused: list[Refused] = []
+    for series in document.bid_time_series:
+        where = f"Bid_TimeSeries {series.mrid}"
+        targets = _qualified(series, directory)
+        if isinstance(targets, Refused):
+            refused.append(targets)
+            continue
+        if series.quantity_unit not in WATTS_PER:
+            refused.append(
+                Refused(
+                    series.mrid,
+                    CimReason.NOT_COMPLIANT_TO_LOCAL_MARKET_RULES,
+                    f"{where}: quantity unit {series.quantity_unit} is not MAW or KWT",
+                )
+            )
+            continue
+        bands = _bands(series, market)
+        for agr, cp in targets:
+            for day, isps in sorted(bands.items()):
+                last = max(i for i, _, _ in isps)
+                end = period_bounds(day, market.time_zone)[0] + last * market.isp
+                assert agr.uftp_domain is not None
+                requests.append(
+                    (
+                        series.mrid,
+                        FlexRequest(
+                            envelope=_envelope(market, agr.uftp_domain, now),
+                            isp_duration=market.isp,
+                            time_zone=market.time_zone,
+                            period=day,
+                            congestion_point=cp,
+                            revision=document.revision,
+                            expiration=end,
+                            isps=tuple(
+                                RequestIsp(i, lo, hi, disposition="Requested") for i, lo, hi in isps
+                            ),
+                        ),
+                    )
+                )
+    return requests, refused
+
+
+def _qualified(
+    series: BidTimeSeries, directory: Directory
+) -> list[tuple[GatewayParticipant, str]] | Refused:
+    """The aggregators (with the congestion point) a need is for."""
+    where = f"Bid_TimeSeries {series.mrid}"
+    if series.registered_resource is not None:
+        found = directory.by_cim_resource.get(series.registered_resource.value)
+        if found is None:
+            return Refused(
+                series.mrid,
+                CimReason.RESOURCE_OBJECT_INVALID,
+                f"{where}: registeredResource.mRID {series.registered_resource.value} is no "
+                "resource gridgate knows",
+            )
+        agr, resource = found
+        return [(agr, resource.congestion_point)]
+    cp = directory.by_cim_domain.get(series.connecting_domain.value)
+    if cp is None:
+        return Refused(
+            series.mrid,
+            CimReason.AREA_INVALID,
+            f"{where}: connecting_Domain.mRID {series.connecting_domain.value} is no "
+            "congestion point gridgate knows",
+        )
+    agrs = [
+        directory.participants[agr_id]
+        for (agr_id, at), _ in sorted(directory.resources_at.items())
+        if at == cp and directory.participants[agr_id].uftp_domain
+    ]
+    if not agrs:
+        return Refused(
+            series.mrid,
+            CimReason.RESOURCE_OBJECT_INVALID,
+            f"{where}: no aggregator has resources behind congestion point {cp}",
+        )
+    return [(agr, cp) for agr in agrs]
+
+
+def _bands(series: BidTimeSeries, market: Market) -> dict[date, list[tuple[int, int, int]]]:
+    """Per local day, the requested band (ISP, min W, max W) of each ISP the need covers."""
+    scale = WATTS_PER[series.quantity_unit]
+    up = series.direction == Direction.UP
+    spans_full: list[tuple[datetime, datetime, int]] = []
+    spans_min: list[tuple[datetime, datetime, int]] = []
+    for period in series.periods:
+        for point in period.points:
+            start = period.interval.start + (point.position - 1) * period.resolution
+            end = min(start + period.resolution, period.interval.end)
+            spans_full.append((start, end, int(point.quantity * scale)))
+            spans_min.append((start, end, int((point.minimum_quantity or 0) * scale)))
+    full, least = isp_powers(spans_full, market), isp_powers(spans_min, market)
+    out: dict[date, list[tuple[int, int, int]]] = {}
+    for day, isps in full.items():
+        rows = []
+        for i, q in isps.items():
+            m = least.get(day, {}).get(i, 0)
+            rows.append((i, -q, -m) if up else (i, m, q))
+        out[day] = rows
+    return out
+
+
+def offer_bid(
+    offer: FlexOffer,
+    need: ReserveBidDocument,
+    tag: str,
+    me: PartyCode,
+    now: datetime,
+) -> ReserveBidDocument:
+    """The A37 bid document that carries an aggregator's offer on a need to its sender."""
+    series = next(s for s in need.bid_time_series if s.mrid == tag)
+    exclusive = offer.envelope.message_id if len(offer.options) > 1 else None
+    bids = []
+    for option in offer.options:
+        powers = {i: isp.power for isp in option.isps for i in isp.indices}
+        first, last = min(powers), max(powers)
+        start = offer.isp_start(first)
+        points = tuple(
+            BidPoint(position, Decimal(abs(powers.get(i, 0))) / WATTS_PER["MAW"])
+            for position, i in enumerate(range(first, last + 1), start=1)
+        )
+        up = sum(powers.values()) < 0
+        bids.append(
+            replace(
+                series,
+                mrid=f"{offer.envelope.message_id[:24]}-{option.reference}"[:60],
+                business_type="B74",
+                quantity_unit=MeasureUnit.MW.value,
+                divisible=False,
+                direction=Direction.UP.value if up else Direction.DOWN.value,
+                periods=(
+                    Period(
+                        TimeInterval(start, offer.isp_start(last + 1)),
+                        offer.isp_duration,
+                        points,
+                    ),
+                ),
+                currency=offer.currency,
+                exclusive_bids_id=exclusive,
+                registered_resource=None,
+                reasons=(),
+                linked_bids=(),
+            )
+        )
+    return replace(
+        need,
+        mrid=str(uuid.uuid4()),
+        revision=1,
+        type="A37",
+        sender=Participant(CodedId(me.code, me.coding_scheme), need.receiver.role),
+        receiver=need.sender,
+        created=now.astimezone(UTC).replace(microsecond=0),
+        bid_time_series=tuple(bids),
     )
 
 

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,34 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from adapters.cim.documents import AcknowledgementDocument, ActivationDocument
+from adapters.cim.documents import (
+    AcknowledgementDocument,
+    ActivationDocument,
+    BidPoint,
+    BidTimeSeries,
+    CodedId,
+    ReserveBidDocument,
+    TimeInterval,
+)
+from adapters.cim.documents import Participant as CimParticipant
+from adapters.cim.documents import Period as CimPeriod
+from adapters.cim.emit import emit
 from adapters.cim.parse import parse
 from adapters.mqtt.control_centre import ControlCentre
 from adapters.uftp.peer import UftpPeer
 from gateway.app import Gateway
 from gateway.config import settings_from_dict
-from gateway.model import FlexOrder, FlexOrderResponse, Result, Role
+from gateway.model import (
+    FlexOffer,
+    FlexOfferResponse,
+    FlexOrder,
+    FlexOrderResponse,
+    FlexRequest,
+    OfferOption,
+    PowerIsp,
+    Result,
+    Role,
+)
 from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
 from tests.conftest import require
 from tests.gateway.conftest import public_b64, secret_b64
@@ -307,7 +329,7 @@ async def test_a_client_without_a_known_certificate_is_refused(world: World) -> 
     assert world.agr.received == []
 
 
-def replace_envelope(order: FlexOrder) -> Any:
+def replace_envelope(order: FlexOrder | FlexRequest) -> Any:
     from gateway.model import Envelope
 
     e = order.envelope
@@ -396,3 +418,86 @@ async def test_an_activation_from_an_aggregator_is_refused_for_its_role(world: W
     _, _, body = activation("0.1")
     codes, texts = await refused(world, body)
     assert "A78" in codes and "only an ISO or an LDC orders activations" in texts
+
+
+def need(megawatts: str) -> tuple[ReserveBidDocument, bytes]:
+    """The ISO's need (B21, B75) of upward flexibility from RESOURCE in the next half hour."""
+    now = datetime.now(UTC)
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=15 - now.minute % 15)
+    window = TimeInterval(start, start + timedelta(minutes=30))
+    document = ReserveBidDocument(
+        version="7.4",
+        mrid=str(uuid.uuid4()),
+        revision=1,
+        type="B21",
+        process_type="A47",
+        sender=CimParticipant(CodedId(ISO_EIC, "A01"), "A04"),
+        receiver=CimParticipant(CodedId(GRIDGATE_EIC, "A01"), "A46"),
+        created=now.replace(microsecond=0),
+        period=window,
+        domain=CodedId("10YNO-0--------C", "A01"),
+        bid_time_series=(
+            BidTimeSeries(
+                mrid=str(uuid.uuid4()),
+                business_type="B75",
+                acquiring_domain=CodedId("10Y1001A1001A91G", "A01"),
+                connecting_domain=CodedId("10Y1001A1001A48H", "A01"),
+                quantity_unit="MAW",
+                divisible=True,
+                direction="A01",
+                registered_resource=CodedId(RESOURCE, "NNO"),
+                periods=(
+                    CimPeriod(
+                        window,
+                        timedelta(minutes=15),
+                        (BidPoint(1, Decimal(megawatts)), BidPoint(2, Decimal(megawatts))),
+                    ),
+                ),
+            ),
+        ),
+    )
+    return document, emit(document)
+
+
+async def test_a_need_becomes_a_flex_request_and_the_offer_comes_back_as_a_bid(
+    world: World,
+) -> None:
+    document, body = need("0.15")
+    status, answer = await post(world, body)
+    assert status == 200
+    ack = parse(answer)
+    assert isinstance(ack, AcknowledgementDocument) and [r.code for r in ack.reasons] == ["A01"]
+    assert ack.received.mrid == document.mrid and ack.received.type == "B21"
+
+    request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
+    assert isinstance(request, FlexRequest)
+    assert request.envelope.sender_domain == GRIDGATE and request.congestion_point == CP
+    assert [(i.min_power, i.max_power, i.disposition) for i in request.isps] == [
+        (-150_000, 0, "Requested")
+    ] * 2
+
+    offer = FlexOffer(
+        envelope=replace_envelope(request),
+        isp_duration=request.isp_duration,
+        time_zone=request.time_zone,
+        period=request.period,
+        congestion_point=CP,
+        expiration=request.expiration,
+        currency="EUR",
+        flex_request_message_id=request.envelope.message_id,
+        options=(
+            OfferOption(
+                "A", Decimal("30.00"), tuple(PowerIsp(i.start, -150_000) for i in request.isps)
+            ),
+        ),
+    )
+    assert await world.agr.send(offer) == (200, "")
+    confirmed = await world.agr.wait_for(lambda m: isinstance(m, FlexOfferResponse))
+    assert isinstance(confirmed, FlexOfferResponse) and confirmed.result is Result.ACCEPTED
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    bid = parse(world.iso.received[0])
+    assert isinstance(bid, ReserveBidDocument)
+    assert bid.type == "A37" and bid.receiver.mrid.value == ISO_EIC
+    (series,) = bid.bid_time_series
+    assert series.business_type == "B74" and series.direction == "A01"
+    assert [p.quantity for p in series.periods[0].points] == [Decimal("0.15")] * 2
