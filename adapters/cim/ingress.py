@@ -36,10 +36,12 @@ from adapters.cim.emit import emit
 from adapters.cim.parse import parse
 from adapters.cim.reasons import CimReason, CimRejection, InboundDocument
 from adapters.cim.translate import (
+    Congested,
     Market,
     Refused,
     activation_orders,
     activation_response,
+    bid_availability,
     need_requests,
     offer_bid,
 )
@@ -233,6 +235,44 @@ class CimIngress:
             receiver = Participant(CodedId(code, scheme))
         return emit(acknowledgement(rejection, sender=me, receiver=receiver))
 
+    def _congested(self, offer: FlexOffer, bid: ReserveBidDocument) -> list[Congested]:
+        """The bids (one per option) the grid check would refuse if activated whole.
+
+        Each option is checked as if it were ordered, against what the congestion point has
+        accepted so far, and nothing is kept."""
+        grid = self.gateway.grid_check
+        owner = self.gateway.pipeline.directory.owner_of.get(offer.congestion_point)
+        ldc = None
+        if owner is not None:
+            codes = [k for k, p in self.gateway.pipeline.directory.by_party.items() if p == owner]
+            ldc = CodedId(codes[0][1], codes[0][0]) if codes else None
+        out = []
+        for option, series in zip(offer.options, bid.bid_time_series, strict=True):
+            trial = FlexOrder(
+                envelope=offer.envelope,
+                isp_duration=offer.isp_duration,
+                time_zone=offer.time_zone,
+                period=offer.period,
+                congestion_point=offer.congestion_point,
+                isps=option.isps,
+                price=option.price,
+                currency=offer.currency,
+                order_reference="bid prequalification",
+                unsolicited=True,
+            )
+            decision = grid.check(trial, origin="gridgate:prequalification")
+            if decision.reservation is not None:
+                grid.release(decision.reservation)
+            if decision.accepted:
+                continue
+            binding = decision.binding
+            headroom = 0
+            if binding is not None:
+                ordered = trial.activated_power_by_isp().get(binding.isp, 0)
+                headroom = max(int(binding.limit - abs(binding.predicted - ordered)), 0)
+            out.append(Congested(series.mrid, headroom, decision.reason, ldc))
+        return out
+
     # -- out: the aggregator answered --------------------------------------------------------
 
     def answered(
@@ -260,6 +300,18 @@ class CimIngress:
                     payload=emit(bid),
                     message_id=bid.mrid,
                 )
+                congested = self._congested(response, bid)
+                if congested:
+                    availability = bid_availability(bid, congested, self.me, _now())
+                    self.gateway.pipeline.send(
+                        msg,
+                        what="B45 bid availability",
+                        channel=PROTOCOL,
+                        destination=origin.cim_endpoint,
+                        recipient=origin.id,
+                        payload=emit(availability),
+                        message_id=availability.mrid,
+                    )
             self.gateway.pipeline.answer(msg, Result.ACCEPTED, None)
             return
         if not origin.cim_endpoint or not isinstance(document, ActivationDocument):

@@ -49,6 +49,8 @@ from adapters.cim.documents import (
     ActivationDocument,
     ActivationStatus,
     ActivationTimeSeries,
+    BidAvailabilityDocument,
+    BidAvailabilityTimeSeries,
     BidPoint,
     BidTimeSeries,
     CodedId,
@@ -413,6 +415,51 @@ def offer_bid(
         receiver=need.sender,
         created=now.astimezone(UTC).replace(microsecond=0),
         bid_time_series=tuple(bids),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Congested:
+    """A bid the grid check would refuse if it were activated whole."""
+
+    bid_mrid: str  # the Bid_TimeSeries
+    headroom_w: int  # what the congestion point can still take at the binding ISP
+    reason: str  # the grid check's text, naming the ISP, the limit and the excess
+    ldc: CodedId | None  # the LDC whose congestion point it is
+
+
+def bid_availability(
+    bid: ReserveBidDocument,
+    congested: list[Congested],
+    me: PartyCode,
+    now: datetime,
+) -> BidAvailabilityDocument:
+    """Tell the ISO which forwarded bids the distribution grid cannot take whole (B45): the
+    grid check's result, as the LDC's grid prequalification of the bids."""
+    return BidAvailabilityDocument(
+        mrid=str(uuid.uuid4()),
+        revision=1,
+        type="B45",
+        process_type=bid.process_type,
+        sender=bid.sender,
+        receiver=bid.receiver,
+        created=now.astimezone(UTC).replace(microsecond=0),
+        period=bid.period,
+        bid_time_series=tuple(
+            BidAvailabilityTimeSeries(
+                mrid=str(uuid.uuid4()),
+                bid_document_mrid=bid.mrid,
+                bid_document_revision=bid.revision,
+                requesting_party_role="A50",  # the DSO whose grid it is
+                business_type="A97",
+                domain=bid.domain,
+                requesting_party=c.ldc,
+                operational_limit=Decimal(c.headroom_w) / WATTS_PER["MAW"],
+                limit_unit=MeasureUnit.MW.value,
+                reasons=(Reason("B46", c.reason[:512]),),
+            )
+            for c in congested
+        ),
     )
 
 

@@ -30,8 +30,9 @@ class CapacityLimitCheck:
         self._ledger: dict[tuple[str, date], dict[int, int]] = defaultdict(lambda: defaultdict(int))
         # reservation token -> what it holds
         self._held: dict[str, list[tuple[str, date, int, int]]] = {}
-        # (origin, order MessageID) -> its reservation token
+        # (origin, order MessageID) -> its reservation token, and back
         self._tokens: dict[tuple[str, str], str] = {}
+        self._orders: dict[str, tuple[str, str]] = {}
 
     async def load(self, engine: AsyncEngine) -> None:
         """Rebuild the in-memory ledger from the table (at start-up)."""
@@ -40,6 +41,7 @@ class CapacityLimitCheck:
             for row in rows:
                 token = f"ledger:{row.origin}:{row.order_message_id}"
                 self._tokens[(row.origin, row.order_message_id)] = token
+                self._orders[token] = (row.origin, row.order_message_id)
                 self._reserve(token, row.congestion_point, row.period, row.isp, row.power)
 
     def _reserve(self, token: str, cp: str, period: date, isp: int, power: int) -> None:
@@ -90,6 +92,7 @@ class CapacityLimitCheck:
             self._reserve(token, cp, period, isp, power)
         if reservations:
             self._tokens[(origin, order.envelope.message_id)] = token
+            self._orders[token] = (origin, order.envelope.message_id)
         ledger = self._ledger.get((cp, order.period), {})
         headroom = min((limit - abs(ledger.get(i, 0)) for i in powers), default=limit)
         return Decision(
@@ -104,6 +107,9 @@ class CapacityLimitCheck:
     def release(self, token: str) -> None:
         for cp, period, isp, power in self._held.pop(token, []):
             self._ledger[(cp, period)][isp] -= power
+        order = self._orders.pop(token, None)
+        if order is not None:
+            self._tokens.pop(order, None)
 
     def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, date, int, int]]:
         """Give back what an accepted order holds; return it, for the ledger to record."""

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from adapters.cim.documents import (
     AcknowledgementDocument,
     ActivationDocument,
+    BidAvailabilityDocument,
     BidPoint,
     BidTimeSeries,
     CodedId,
@@ -501,3 +502,43 @@ async def test_a_need_becomes_a_flex_request_and_the_offer_comes_back_as_a_bid(
     (series,) = bid.bid_time_series
     assert series.business_type == "B74" and series.direction == "A01"
     assert [p.quantity for p in series.periods[0].points] == [Decimal("0.15")] * 2
+
+
+async def test_a_bid_the_grid_cannot_take_whole_is_marked_unavailable_to_the_iso(
+    world: World,
+) -> None:
+    _, body = need("0.5")  # 500 kW on a 400 kW congestion point
+    assert (await post(world, body))[0] == 200
+    request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
+    assert isinstance(request, FlexRequest)
+    offer = FlexOffer(
+        envelope=replace_envelope(request),
+        isp_duration=request.isp_duration,
+        time_zone=request.time_zone,
+        period=request.period,
+        congestion_point=CP,
+        expiration=request.expiration,
+        currency="EUR",
+        flex_request_message_id=request.envelope.message_id,
+        options=(
+            OfferOption(
+                "A", Decimal("50.00"), tuple(PowerIsp(i.start, -500_000) for i in request.isps)
+            ),
+        ),
+    )
+    assert await world.agr.send(offer) == (200, "")
+    for _ in range(100):
+        if len(world.iso.received) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    documents = [parse(raw) for raw in world.iso.received]
+    (bid,) = [d for d in documents if isinstance(d, ReserveBidDocument)]
+    (availability,) = [d for d in documents if isinstance(d, BidAvailabilityDocument)]
+    assert availability.type == "B45"
+    (series,) = availability.bid_time_series
+    assert series.bid_document_mrid == bid.mrid
+    assert series.operational_limit == Decimal("0.4") and series.limit_unit == "MAW"
+    (reason,) = series.reasons
+    assert reason.code == "B46" and "exceeds the limit 400000 W by 100000 W" in (reason.text or "")
+    # the check was a trial: nothing stays booked
+    assert world.gateway.grid_check.accepted_power(CP, request.period, request.isps[0].start) == 0
