@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -1256,7 +1257,8 @@ class Pipeline:
                         for o in outcomes
                     ],
                     "out": out,
-                    "acknowledgement": hashlib.sha256(ack).hexdigest(),
+                    # the answer as sent, so a resubmission gets the same one
+                    "acknowledgement": ack.decode("utf-8", "replace"),
                 },
                 message_id=doc_id,
                 conversation_id=doc_id,
@@ -1279,6 +1281,27 @@ class Pipeline:
             self.references.remember(msg.message)
         self.outbox.hand_over(unit.outbox, committed.outbox_ids)
         return outcomes, ack
+
+    async def stored_document(self, document: Document) -> tuple[str, bytes] | None:
+        """The digest of the document stored under `document`'s key from the same sender,
+        and the answer it got; None if there is none."""
+        m = MessageRecord
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(m.digest, AuditEntry.detail)
+                    .join(AuditEntry, AuditEntry.seq == m.audit_seq)
+                    .where(
+                        m.message_id == document.key,
+                        m.sender_domain == f"{document.protocol}:{document.origin.id}",
+                        m.recipient_domain == self.domain,
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        answer = json.loads(row.detail).get("acknowledgement", "")
+        return row.digest, answer.encode()
 
     async def refuse_document(
         self,

@@ -16,6 +16,7 @@ names the participant), holds it to the sender's identity, and carries it out:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,7 @@ from gateway.config import PartyCode
 from gateway.model import FlexOffer, FlexOrder, FlexRequest, FlexResponse, Result, Role
 from gateway.pipeline import Document, Outcome
 from gateway.routing import Participant as GatewayParticipant
+from gateway.store.writer import DuplicateKey
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -129,8 +131,33 @@ class CimIngress:
             else "ReserveBid_MarketDocument"
         )
         carried = Document(PROTOCOL, kind, key, raw, origin)
-        _, ack = await pipeline.originate(
-            carried, orders, lambda outcomes: self._acknowledge(document, outcomes, refused)
+        try:
+            _, ack = await pipeline.originate(
+                carried, orders, lambda outcomes: self._acknowledge(document, outcomes, refused)
+            )
+        except DuplicateKey:
+            return await self._resubmitted(carried, document)
+        return ack
+
+    async def _resubmitted(
+        self, carried: Document, document: ActivationDocument | ReserveBidDocument
+    ) -> bytes:
+        """The same mRID and revision again: the same bytes get the answer they got, other
+        bytes are a conflict (A51); neither is carried out twice."""
+        pipeline = self.gateway.pipeline
+        stored = await pipeline.stored_document(carried)
+        if stored is not None and stored[0] == hashlib.sha256(carried.raw).hexdigest():
+            return stored[1]
+        rejection = CimRejection(
+            CimReason.MESSAGE_IDENTIFICATION_OR_VERSION_CONFLICT,
+            f"mRID {document.mrid} revisionNumber {document.revision} was already received "
+            "with other content: send a higher revisionNumber",
+            element="revisionNumber",
+            inbound=_inbound(document),
+        )
+        ack = self._refusal(rejection, carried.origin)
+        await pipeline.refuse_document(
+            PROTOCOL, carried.origin, carried.raw, rejection.reason, rejection.detail, ack
         )
         return ack
 

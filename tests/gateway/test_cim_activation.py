@@ -542,3 +542,19 @@ async def test_a_bid_the_grid_cannot_take_whole_is_marked_unavailable_to_the_iso
     assert reason.code == "B46" and "exceeds the limit 400000 W by 100000 W" in (reason.text or "")
     # the check was a trial: nothing stays booked
     assert world.gateway.grid_check.accepted_power(CP, request.period, request.isps[0].start) == 0
+
+
+async def test_a_resubmitted_document_gets_its_answer_again_and_is_carried_out_once(
+    world: World,
+) -> None:
+    mrid, _, body = activation("0.1")
+    first = await post(world, body)
+    again = await post(world, body)
+    assert first == again and first[0] == 200
+    await world.agr.wait_for(is_order)
+    await asyncio.sleep(0.3)
+    assert len([m for m in world.agr.received if isinstance(m, FlexOrder)]) == 1
+    # the same mRID and revision with other content is a conflict
+    changed = body.replace(b"<quantity>0.1</quantity>", b"<quantity>0.2</quantity>")
+    codes, texts = await refused(world, changed)
+    assert "A51" in codes and mrid in texts
