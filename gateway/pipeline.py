@@ -46,6 +46,7 @@ from gateway.model import (
     FlexMessage,
     FlexOffer,
     FlexOrder,
+    FlexOrderResponse,
     FlexOrderSettlementStatus,
     FlexRequest,
     FlexReservationUpdate,
@@ -514,7 +515,10 @@ class Pipeline:
         msg.to_gateway = True
         if kind is MessageKind.TEST_MESSAGE:
             return
-        if isinstance(message, FlexResponse | FlexOffer) and self.answer_handlers:
+        if self.answer_handlers and (
+            isinstance(message, FlexResponse)
+            or (isinstance(message, FlexOffer) and message.flex_request_message_id)
+        ):
             # an answer to an order (or an offer on a request) gridgate sent for a
             # participant of another protocol
             # (check_references holds it to an order that went from gridgate to its sender)
@@ -793,7 +797,7 @@ class Pipeline:
                 )
             ).first()
             document = None
-            doc_id, _, tag = (order.reference or "").partition("#") if order else ("", "", "")
+            sender_domain, doc_id, tag = _document_of(order.reference if order else None)
             if tag:
                 document = (
                     await conn.execute(
@@ -801,17 +805,24 @@ class Pipeline:
                         .join(AuditEntry, AuditEntry.seq == m.audit_seq)
                         .where(
                             m.message_id == doc_id,
+                            m.sender_domain == sender_domain,
                             m.recipient_domain == self.domain,
-                            m.protocol != self.codec.protocol,
                         )
                     )
                 ).first()
         if document is None or document.body is None:
-            return  # nothing waits for this answer but the audit log
+            raise Rejection(
+                self.reasons.UNKNOWN_REFERENCE,
+                f"{referred} is no message gridgate sent for a document it carries out",
+            )
         handler = self.answer_handlers.get(document.protocol)
         origin = self.directory.participants.get(document.sender_domain.partition(":")[2])
         if handler is None or origin is None:
             return
+        if isinstance(response, FlexOrderResponse) and response.result is Result.REJECTED:
+            # the aggregator will not carry it out: its power goes back to the grid
+            unbooked = self._unbook(response.reference_message_id, origin.id, msg.unit)
+            msg.out.append({"what": "unbooked", "order": referred, "power": unbooked})
         handler(msg, response, document.body, origin, tag)
 
     def _answer_as_gateway(self, msg: Inbound) -> None:
@@ -1178,9 +1189,12 @@ class Pipeline:
         out: list[dict[str, Any]] = []
         outcomes: list[Outcome] = []
         held: list[Inbound] = []
-        for tag, order in orders:
+        # decide every order first: a tag (a TimeSeries) is carried out whole or not at all
+        decided: list[tuple[str, Inbound]] = []
+        refused: dict[str, Rejection] = {}
+        for tag, asked in orders:
             msg = Inbound(self.codec.protocol, b"", now, "", sender=origin)
-            msg.message = order
+            msg.message = order = asked
             msg.recipient = self.directory.by_domain.get(order.envelope.recipient_domain)
             try:
                 if msg.recipient is None:
@@ -1188,12 +1202,32 @@ class Pipeline:
                         self.reasons.UNKNOWN_RECIPIENT_DOMAIN,
                         f"no aggregator has the UFTP domain {order.envelope.recipient_domain}",
                     )
+                if not msg.recipient.endpoint and not (
+                    isinstance(order, FlexOrder) and msg.recipient.mqtt_prefix
+                ):
+                    raise Rejection(
+                        self.reasons.NO_ROUTE,
+                        f"{msg.recipient.id} has neither a UFTP endpoint nor a control centre "
+                        f"to receive a {order.kind}",
+                    )
                 self.hold_to_market(msg)
                 self.check(msg)
             except Rejection as rejection:
                 self._release(msg)
-                outcomes.append(Outcome(tag, False, rejection.reason, rejection.detail))
+                refused.setdefault(tag, rejection)
                 continue
+            decided.append((tag, msg))
+        for tag, msg in decided:
+            if tag in refused:
+                self._release(msg)
+        for tag, why in refused.items():
+            outcomes.append(Outcome(tag, False, why.reason, why.detail))
+        for tag, msg in decided:
+            if tag in refused:
+                continue
+            carried = msg.message
+            assert isinstance(carried, FlexOrder | FlexRequest) and msg.recipient is not None
+            order = carried
             held.append(msg)
             recipient = msg.recipient
             if recipient.endpoint:
@@ -1213,8 +1247,10 @@ class Pipeline:
             unit.outbox += msg.unit.outbox
             out += msg.out
             record = self._record(msg, "accepted")
-            # the order refers to its document, and to what it carries out there
-            unit.messages.append(record | {"reference": f"{doc_id}#{tag}", "digest": ""})
+            # the order refers to its document (its sender's, by key) and to what it
+            # carries out there
+            reference = f"{document.protocol}:{origin.id}/{doc_id}#{tag}"
+            unit.messages.append(record | {"reference": reference, "digest": ""})
             outcomes.append(Outcome(tag, True, order_message_id=order.envelope.message_id))
         ack = acknowledge(outcomes)
         accepted = any(o.accepted for o in outcomes)
@@ -1387,7 +1423,7 @@ class Pipeline:
             detail["order"] = "stands: its setpoints went to the control centre"
         else:
             if isinstance(msg.message, FlexOrder):
-                detail["unbooked"] = self._unbook(msg.message, sender, unit)
+                detail["unbooked"] = self._unbook(msg.message.envelope.message_id, sender.id, unit)
             if not self.answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
                 return
             unit.outbox.extend(msg.unit.outbox)
@@ -1404,9 +1440,9 @@ class Pipeline:
         )
         self._count(f"undelivered:{outcome}")
 
-    def _unbook(self, order: FlexOrder, dso: Participant, unit: Unit) -> int:
-        """Give back the power an order that was carried out nowhere holds; return it (W)."""
-        given_back = self.grid_check.cancel(order.envelope.message_id, origin=dso.id)
+    def _unbook(self, order_message_id: str, origin: str, unit: Unit) -> int:
+        """Give back the power an order that is carried out nowhere holds; return it (W)."""
+        given_back = self.grid_check.cancel(order_message_id, origin=origin)
         for cp, period, isp, power in given_back:
             unit.ledger.append(
                 {
@@ -1414,8 +1450,8 @@ class Pipeline:
                     "period": period,
                     "isp": isp,
                     "power": -power,
-                    "order_message_id": order.envelope.message_id,
-                    "origin": dso.id,
+                    "order_message_id": order_message_id,
+                    "origin": origin,
                 }
             )
         return sum(power for *_, power in given_back)
@@ -1487,6 +1523,16 @@ class Pipeline:
             )
         )
         self._count("ack:rejected")
+
+
+def _document_of(reference: str | None) -> tuple[str, str, str]:
+    """(the document's sender as stored, its key, the tag) of an order gridgate originated:
+    its reference is `<protocol>:<participant>/<document key>#<tag>`."""
+    if not reference or "#" not in reference or "/" not in reference:
+        return "", "", ""
+    head, _, tag = reference.rpartition("#")
+    sender, _, key = head.partition("/")
+    return sender, key, tag
 
 
 def _required_content(message: Message, result: Result, reason: str | None) -> dict[str, Any]:

@@ -120,10 +120,12 @@ class CimIngress:
         now = pipeline.clock()
         orders: Sequence[tuple[str, FlexOrder | FlexRequest]]
         if isinstance(document, ActivationDocument):
-            orders, refused = activation_orders(document, pipeline.directory, self.market, now)
+            orders, refused = activation_orders(
+                document, origin, pipeline.directory, self.market, now
+            )
         else:
             assert isinstance(document, ReserveBidDocument)
-            orders, refused = need_requests(document, pipeline.directory, self.market, now)
+            orders, refused = need_requests(document, origin, pipeline.directory, self.market, now)
         key = f"{document.mrid}/{document.revision}"
         kind = (
             "Activation_MarketDocument"
@@ -274,7 +276,10 @@ class CimIngress:
             codes = [k for k, p in self.gateway.pipeline.directory.by_party.items() if p == owner]
             ldc = CodedId(codes[0][1], codes[0][0]) if codes else None
         out = []
-        for option, series in zip(offer.options, bid.bid_time_series, strict=True):
+        for option in offer.options:
+            # the option's first bid (an option with both signs is bid up and down)
+            prefix = f"{offer.envelope.message_id}-{option.reference}"[:60]
+            series = next(s for s in bid.bid_time_series if s.mrid.startswith(prefix))
             trial = FlexOrder(
                 envelope=offer.envelope,
                 isp_duration=offer.isp_duration,
@@ -315,7 +320,8 @@ class CimIngress:
         an answer to an order becomes the A41 response of the TimeSeries `tag`."""
         document = parse(raw, max_bytes=self.max_bytes)
         if isinstance(response, FlexOffer):
-            assert isinstance(document, ReserveBidDocument)
+            if not isinstance(document, ReserveBidDocument):
+                return  # an offer answers a request, which only a need gives rise to
             if origin.cim_endpoint and any(s.mrid == tag for s in document.bid_time_series):
                 bid = offer_bid(response, document, tag, self.me, _now())
                 self.gateway.pipeline.send(

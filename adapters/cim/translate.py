@@ -8,8 +8,8 @@ CIM activation (A39/A40 TimeSeries) → internal order → UFTP FlexOrder / MQTT
 - flowDirection A01 (up: less consumption or more production) → negative UFTP power,
   A02 (down) → positive;
 - Period interval, resolution and positions → the market ISPs they overlap, each with the
-  time-weighted mean power over the ISP (a PT21M activation from 13:24 gives the 13:15 ISP
-  6/15 of its power);
+  peak power of the activation within it (a PT21M activation from 13:24 gives the 13:15
+  ISP its full power: a grid limit binds on power, not energy);
 - one FlexOrder per TimeSeries and local day (UFTP Period);
 - document mRID and TimeSeries mRID → OrderReference `<document mRID>/<TimeSeries mRID>`;
 - no price in an activation → Price 0 in `gateway.currency`, Unsolicited=true (no UFTP
@@ -115,10 +115,14 @@ def power_intervals(series: ActivationTimeSeries) -> list[tuple[datetime, dateti
 def isp_powers(
     intervals: list[tuple[datetime, datetime, int]], market: Market
 ) -> dict[date, dict[int, int]]:
-    """The time-weighted mean power per ISP of each local day the intervals overlap."""
+    """The peak power per ISP of each local day the intervals overlap.
+
+    A grid limit binds on power, not on energy: an ISP that an activation touches for five
+    minutes gets the activation's full power, so the grid check never sees less than the
+    grid will carry, and the aggregator holds that power for the whole ISP.
+    """
     zone = ZoneInfo(market.time_zone)
-    energy: dict[date, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    seconds = Decimal(market.isp.total_seconds())
+    peak: dict[date, dict[int, int]] = defaultdict(dict)
     for start, end, power in intervals:
         day = start.astimezone(zone).date()
         while True:
@@ -129,20 +133,17 @@ def isp_powers(
             if lo < hi:
                 first = (lo - day_start) // market.isp
                 last = (hi - day_start - timedelta(microseconds=1)) // market.isp
-                for index in range(first, last + 1):
-                    isp_lo = day_start + index * market.isp
-                    overlap = min(hi, isp_lo + market.isp) - max(lo, isp_lo)
-                    share = Decimal(overlap.total_seconds()) / seconds
-                    energy[day][index + 1] += power * share
+                for index in range(first + 1, last + 2):
+                    held = peak[day].get(index, 0)
+                    if abs(power) > abs(held):
+                        peak[day][index] = power
             day += timedelta(days=1)
-    return {
-        day: {i: int(p.to_integral_value()) for i, p in sorted(isps.items()) if p}
-        for day, isps in energy.items()
-    }
+    return {day: {i: p for i, p in sorted(isps.items()) if p} for day, isps in peak.items()}
 
 
 def activation_orders(
     document: ActivationDocument,
+    origin: GatewayParticipant,
     directory: Directory,
     market: Market,
     now: datetime,
@@ -155,7 +156,7 @@ def activation_orders(
     orders: list[tuple[str, FlexOrder]] = []
     refused: list[Refused] = []
     for series in document.time_series:
-        problem = _unusable(series, directory)
+        problem = _unusable(series, directory, origin)
         if problem is not None:
             refused.append(problem)
             continue
@@ -179,7 +180,9 @@ def activation_orders(
     return orders, refused
 
 
-def _unusable(series: ActivationTimeSeries, directory: Directory) -> Refused | None:
+def _unusable(
+    series: ActivationTimeSeries, directory: Directory, origin: GatewayParticipant
+) -> Refused | None:
     where = f"TimeSeries {series.mrid}"
     if series.status != ActivationStatus.ORDERED:
         return Refused(
@@ -200,7 +203,17 @@ def _unusable(series: ActivationTimeSeries, directory: Directory) -> Refused | N
             f"{where}: registeredResource.mRID {series.registered_resource.value} is no "
             "resource gridgate knows",
         )
-    agr, _ = directory.by_cim_resource[series.registered_resource.value]
+    agr, resource = directory.by_cim_resource[series.registered_resource.value]
+    if origin.role is Role.DSO:
+        owner = directory.owner_of.get(resource.congestion_point)
+        if owner is None or owner.id != origin.id:
+            return Refused(
+                series.mrid,
+                CimReason.RESOURCE_OBJECT_INVALID,
+                f"{where}: registeredResource.mRID {series.registered_resource.value} lies "
+                f"behind congestion point {resource.congestion_point}, which is not "
+                f"{origin.id}'s: an LDC activates resources in its own grid",
+            )
     if not agr.uftp_domain:
         return Refused(
             series.mrid,
@@ -255,6 +268,7 @@ def _order(
 
 def need_requests(
     document: ReserveBidDocument,
+    origin: GatewayParticipant,
     directory: Directory,
     market: Market,
     now: datetime,
@@ -265,6 +279,15 @@ def need_requests(
     for series in document.bid_time_series:
         where = f"Bid_TimeSeries {series.mrid}"
         targets = _qualified(series, directory)
+        if not isinstance(targets, Refused) and origin.role is Role.DSO:
+            foreign = sorted({cp for _, cp in targets if _owner_id(directory, cp) != origin.id})
+            if foreign:
+                targets = Refused(
+                    series.mrid,
+                    CimReason.RESOURCE_OBJECT_INVALID,
+                    f"{where}: congestion point {foreign[0]} is not {origin.id}'s: an LDC "
+                    "states needs for its own grid",
+                )
         if isinstance(targets, Refused):
             refused.append(targets)
             continue
@@ -303,6 +326,11 @@ def need_requests(
     return requests, refused
 
 
+def _owner_id(directory: Directory, congestion_point: str) -> str | None:
+    owner = directory.owner_of.get(congestion_point)
+    return None if owner is None else owner.id
+
+
 def _qualified(
     series: BidTimeSeries, directory: Directory
 ) -> list[tuple[GatewayParticipant, str]] | Refused:
@@ -318,6 +346,12 @@ def _qualified(
                 "resource gridgate knows",
             )
         agr, resource = found
+        if not agr.uftp_domain:
+            return Refused(
+                series.mrid,
+                CimReason.RESOURCE_OBJECT_INVALID,
+                f"{where}: aggregator {agr.id} has no UFTP domain to send a request to",
+            )
         return [(agr, resource.congestion_point)]
     cp = directory.by_cim_domain.get(series.connecting_domain.value)
     if cp is None:
@@ -378,34 +412,36 @@ def offer_bid(
     for option in offer.options:
         powers = {i: isp.power for isp in option.isps for i in isp.indices}
         first, last = min(powers), max(powers)
-        start = offer.isp_start(first)
-        points = tuple(
-            BidPoint(position, Decimal(abs(powers.get(i, 0))) / WATTS_PER["MAW"])
-            for position, i in enumerate(range(first, last + 1), start=1)
-        )
-        up = sum(powers.values()) < 0
-        bids.append(
-            replace(
-                series,
-                mrid=f"{offer.envelope.message_id[:24]}-{option.reference}"[:60],
-                business_type="B74",
-                quantity_unit=MeasureUnit.MW.value,
-                divisible=False,
-                direction=Direction.UP.value if up else Direction.DOWN.value,
-                periods=(
-                    Period(
-                        TimeInterval(start, offer.isp_start(last + 1)),
-                        offer.isp_duration,
-                        points,
-                    ),
-                ),
-                currency=offer.currency,
-                exclusive_bids_id=exclusive,
-                registered_resource=None,
-                reasons=(),
-                linked_bids=(),
+        start, end = offer.isp_start(first), offer.isp_start(last + 1)
+        # a bid has one direction: an option with both signs is two bids, up and down
+        for direction, sign in ((Direction.UP, -1), (Direction.DOWN, 1)):
+            if not any(p * sign > 0 for p in powers.values()):
+                continue
+            points = tuple(
+                BidPoint(
+                    position,
+                    Decimal(max(powers.get(i, 0) * sign, 0)) / WATTS_PER["MAW"],
+                    price=option.price,
+                )
+                for position, i in enumerate(range(first, last + 1), start=1)
             )
-        )
+            suffix = "" if direction is Direction.UP else "-down"
+            bids.append(
+                replace(
+                    series,
+                    mrid=f"{offer.envelope.message_id}-{option.reference}{suffix}"[:60],
+                    business_type="B74",
+                    quantity_unit=MeasureUnit.MW.value,
+                    divisible=False,
+                    direction=direction.value,
+                    periods=(Period(TimeInterval(start, end), offer.isp_duration, points),),
+                    currency=offer.currency,
+                    exclusive_bids_id=exclusive,
+                    registered_resource=None,
+                    reasons=(),
+                    linked_bids=(),
+                )
+            )
     return replace(
         need,
         mrid=str(uuid.uuid4()),
@@ -482,8 +518,9 @@ def activation_response(
         sender=Participant(CodedId(me.code, me.coding_scheme), order.receiver.role),
         receiver=order.sender,
         created=now.astimezone(UTC).replace(microsecond=0),
-        order_mrid=order.mrid,
-        order_revision=order.revision,
+        # the order document the activation names, as the ISO's own responses echo it
+        order_mrid=order.order_mrid or order.mrid,
+        order_revision=order.order_revision or order.revision,
         time_series=(
             replace(
                 series,

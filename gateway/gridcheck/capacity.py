@@ -90,9 +90,10 @@ class CapacityLimitCheck:
         token = uuid.uuid4().hex
         for _, period, isp, power in reservations:
             self._reserve(token, cp, period, isp, power)
-        if reservations:
-            self._tokens[(origin, order.envelope.message_id)] = token
-            self._orders[token] = (origin, order.envelope.message_id)
+        key = (origin, order.envelope.message_id)
+        if reservations and key not in self._tokens:  # a live order's token is kept
+            self._tokens[key] = token
+            self._orders[token] = key
         ledger = self._ledger.get((cp, order.period), {})
         headroom = min((limit - abs(ledger.get(i, 0)) for i in powers), default=limit)
         return Decision(
@@ -107,9 +108,9 @@ class CapacityLimitCheck:
     def release(self, token: str) -> None:
         for cp, period, isp, power in self._held.pop(token, []):
             self._ledger[(cp, period)][isp] -= power
-        order = self._orders.pop(token, None)
-        if order is not None:
-            self._tokens.pop(order, None)
+        key = self._orders.pop(token, None)
+        if key is not None and self._tokens.get(key) == token:
+            del self._tokens[key]
 
     def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, date, int, int]]:
         """Give back what an accepted order holds; return it, for the ledger to record."""
