@@ -151,6 +151,7 @@ class Catalogue:
     REFERENCE_EXPIRED: Reason
     REFERENCE_REVOKED: Reason
     REFERENCE_ORDERED: Reason
+    REFERENCE_ANSWERED: Reason
     ORDER_OFFER_MISMATCH: Reason
     ACTIVATION_FACTOR_TOO_LOW: Reason
     OUTDATED_REVISION: Reason
@@ -796,6 +797,22 @@ class Pipeline:
                     )
                 )
             ).first()
+            if isinstance(response, FlexResponse):
+                answered = await conn.scalar(
+                    select(m.message_id).where(
+                        m.reference == referred,
+                        m.kind == response.kind.value,
+                        m.sender_domain == e.sender_domain,
+                        m.recipient_domain == self.domain,
+                        m.decision == "accepted",
+                    )
+                )
+                if answered is not None:
+                    raise Rejection(
+                        self.reasons.REFERENCE_ANSWERED,
+                        f"{response.answers} {referred} was answered by {answered} already: "
+                        "its sender has been told that answer",
+                    )
             document = None
             sender_domain, doc_id, tag = _document_of(order.reference if order else None)
             if tag:

@@ -68,6 +68,8 @@ class UftpReason(Reason):
     MISSING_REFERENCE = "Missing reference"
     # an offer is bought at most once, and an ordered offer cannot be revoked
     REFERENCE_ORDERED = "Reference message already ordered"
+    # an order gridgate sent for another protocol's document is answered once
+    REFERENCE_ANSWERED = "Reference message already answered"
     # a FlexOrder's ISPs, power and price are the offer option's
     ORDER_OFFER_MISMATCH = "FlexOrder does not match the FlexOffer"
     # gridgate could not deliver the message before it expired (told to its sender)

@@ -558,3 +558,25 @@ async def test_a_resubmitted_document_gets_its_answer_again_and_is_carried_out_o
     changed = body.replace(b"<quantity>0.1</quantity>", b"<quantity>0.2</quantity>")
     codes, texts = await refused(world, changed)
     assert "A51" in codes and mrid in texts
+
+
+async def test_an_order_is_answered_to_the_iso_once(world: World) -> None:
+    _, _, body = activation("0.1")
+    assert (await post(world, body))[0] == 200
+    order = await world.agr.wait_for(is_order)
+    assert isinstance(order, FlexOrder)
+
+    def reply(result: Result) -> FlexOrderResponse:
+        return FlexOrderResponse(
+            envelope=replace_envelope(order),
+            reference_message_id=order.envelope.message_id,
+            result=result,
+        )
+
+    assert await world.agr.send(reply(Result.ACCEPTED)) == (200, "")
+    status, text = await world.agr.send(reply(Result.REJECTED))
+    assert status == 400 and text.startswith("Reference message already answered")
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    await asyncio.sleep(0.3)
+    (a41,) = [parse(raw) for raw in world.iso.received]
+    assert isinstance(a41, ActivationDocument) and a41.time_series[0].status == "A07"
