@@ -1356,6 +1356,21 @@ class Pipeline:
         answer = json.loads(row.detail).get("acknowledgement", "")
         return row.digest, answer.encode()
 
+    async def carried_out(self, protocol: str, origin: Participant, prefix: str) -> list[str]:
+        """The keys of the documents from `origin` whose key starts with `prefix` that were
+        carried out (an ESMP mRID's revisions: `<mRID>/`)."""
+        m = MessageRecord
+        async with self.engine.connect() as conn:
+            keys = await conn.scalars(
+                select(m.message_id).where(
+                    m.message_id.startswith(prefix, autoescape=True),
+                    m.sender_domain == f"{protocol}:{origin.id}",
+                    m.recipient_domain == self.domain,
+                    m.decision == "accepted",
+                )
+            )
+            return list(keys)
+
     async def refuse_document(
         self,
         protocol: str,

@@ -127,6 +127,25 @@ class CimIngress:
             assert isinstance(document, ReserveBidDocument)
             orders, refused = need_requests(document, origin, pipeline.directory, self.market, now)
         key = f"{document.mrid}/{document.revision}"
+        earlier = [
+            k for k in await pipeline.carried_out(PROTOCOL, origin, f"{document.mrid}/") if k != key
+        ]
+        if earlier:
+            # UFTP has no way to take back an order: a revision cannot replace what the
+            # aggregators were already sent
+            conflict = CimRejection(
+                CimReason.MESSAGE_IDENTIFICATION_OR_VERSION_CONFLICT,
+                f"mRID {document.mrid} was carried out already (revision "
+                f"{', '.join(k.rpartition('/')[2] for k in sorted(earlier))}): a carried-out "
+                "document cannot be revised; send a new document for the change",
+                element="revisionNumber",
+                inbound=_inbound(document),
+            )
+            ack = self._refusal(conflict, origin)
+            await pipeline.refuse_document(
+                PROTOCOL, origin, raw, conflict.reason, conflict.detail, ack
+            )
+            return ack
         kind = (
             "Activation_MarketDocument"
             if isinstance(document, ActivationDocument)

@@ -580,3 +580,16 @@ async def test_an_order_is_answered_to_the_iso_once(world: World) -> None:
     await asyncio.sleep(0.3)
     (a41,) = [parse(raw) for raw in world.iso.received]
     assert isinstance(a41, ActivationDocument) and a41.time_series[0].status == "A07"
+
+
+async def test_a_higher_revision_of_a_carried_out_activation_is_refused(world: World) -> None:
+    mrid, _, body = activation("0.1")
+    assert (await post(world, body))[0] == 200
+    await world.agr.wait_for(is_order)
+    revised = body.replace(
+        b"<revisionNumber>1</revisionNumber>", b"<revisionNumber>2</revisionNumber>"
+    ).replace(b"<quantity>0.1</quantity>", b"<quantity>0.2</quantity>")
+    codes, texts = await refused(world, revised)
+    assert "A51" in codes and "cannot be revised" in texts and mrid in texts
+    await asyncio.sleep(0.3)
+    assert len([m for m in world.agr.received if isinstance(m, FlexOrder)]) == 1
