@@ -319,8 +319,16 @@ class CimIngress:
             binding = decision.binding
             headroom = 0
             if binding is not None:
-                ordered = trial.activated_power_by_isp().get(binding.isp, 0)
-                headroom = max(int(binding.limit - abs(binding.predicted - ordered)), 0)
+                # what each ISP can still take in the bid's direction (power booked the other
+                # way makes room), and the tightest of them
+                rooms = [
+                    binding.limit
+                    - (1 if power > 0 else -1)
+                    * grid.accepted_power(offer.congestion_point, offer.period, isp)
+                    for isp, power in trial.activated_power_by_isp().items()
+                    if power
+                ]
+                headroom = max(int(min(rooms, default=0)), 0)
             out.append(Congested(series.mrid, headroom, decision.reason, ldc))
         return out
 

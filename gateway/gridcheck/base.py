@@ -72,6 +72,9 @@ class GridCheck(Protocol):
     def check(self, order: FlexOrder, *, origin: str) -> Decision:
         """Decide; an accepted decision is reserved at once (the caller commits or releases)."""
 
+    def accepted_power(self, congestion_point: str, period: Any, isp: int) -> int:
+        """The power (W) accepted orders hold at a congestion point in one ISP."""
+
     def release(self, token: str) -> None:
         """Undo a reservation whose commit failed, or an order that was revoked or expired."""
 

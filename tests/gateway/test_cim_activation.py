@@ -207,8 +207,11 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
         await iso_runner.cleanup()
 
 
-def activation(megawatts: str, *, minutes: int = 30) -> tuple[str, str, bytes]:
-    """A direct activation (A40) of RESOURCE, upward, starting at the next quarter hour."""
+def activation(
+    megawatts: str, *, minutes: int = 30, direction: str = "A01"
+) -> tuple[str, str, bytes]:
+    """A direct activation (A40) of RESOURCE (upward by default), from the next quarter
+    hour."""
     now = datetime.now(UTC)
     start = now.replace(second=0, microsecond=0) + timedelta(minutes=15 - now.minute % 15)
     end = start + timedelta(minutes=minutes)
@@ -237,7 +240,7 @@ def activation(megawatts: str, *, minutes: int = 30) -> tuple[str, str, bytes]:
     <acquiring_Domain.mRID codingScheme="A01">10Y1001A1001A91G</acquiring_Domain.mRID>
     <connecting_Domain.mRID codingScheme="A01">10Y1001A1001A48H</connecting_Domain.mRID>
     <measurement_Unit.name>MAW</measurement_Unit.name>
-    <flowDirection.direction>A01</flowDirection.direction>
+    <flowDirection.direction>{direction}</flowDirection.direction>
     <marketObjectStatus.status>A10</marketObjectStatus.status>
     <registeredResource.mRID codingScheme="NNO">{RESOURCE}</registeredResource.mRID>
     <Period>
@@ -593,3 +596,38 @@ async def test_a_higher_revision_of_a_carried_out_activation_is_refused(world: W
     assert "A51" in codes and "cannot be revised" in texts and mrid in texts
     await asyncio.sleep(0.3)
     assert len([m for m in world.agr.received if isinstance(m, FlexOrder)]) == 1
+
+
+async def test_the_headroom_of_a_bid_counts_power_booked_the_other_way(world: World) -> None:
+    # 300 kW down is activated first: an up bid has 400 + 300 kW of room
+    _, _, body = activation("0.3", direction="A02")
+    assert (await post(world, body))[0] == 200
+    await world.agr.wait_for(is_order)
+    _, need_body = need("0.8")
+    assert (await post(world, need_body))[0] == 200
+    request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
+    assert isinstance(request, FlexRequest)
+    offer = FlexOffer(
+        envelope=replace_envelope(request),
+        isp_duration=request.isp_duration,
+        time_zone=request.time_zone,
+        period=request.period,
+        congestion_point=CP,
+        expiration=request.expiration,
+        currency="EUR",
+        flex_request_message_id=request.envelope.message_id,
+        options=(
+            OfferOption(
+                "A", Decimal("80.00"), tuple(PowerIsp(i.start, -800_000) for i in request.isps)
+            ),
+        ),
+    )
+    assert await world.agr.send(offer) == (200, "")
+    for _ in range(100):
+        if len(world.iso.received) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    (availability,) = [
+        d for d in map(parse, world.iso.received) if isinstance(d, BidAvailabilityDocument)
+    ]
+    assert availability.bid_time_series[0].operational_limit == Decimal("0.7")
