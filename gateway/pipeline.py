@@ -1211,7 +1211,11 @@ class Pipeline:
         refused: dict[str, Rejection] = {}
         for tag, asked in orders:
             msg = Inbound(self.codec.protocol, b"", now, "", sender=origin)
-            msg.message = order = asked
+            order = asked
+            if isinstance(order, FlexRequest):
+                # its Revision continues the sequence gridgate keeps with the aggregator
+                order = replace(order, revision=await self.references.next_revision(order))
+            msg.message = order
             msg.recipient = self.directory.by_domain.get(order.envelope.recipient_domain)
             try:
                 if msg.recipient is None:
@@ -1228,15 +1232,18 @@ class Pipeline:
                         f"to receive a {order.kind}",
                     )
                 self.hold_to_market(msg)
+                msg.claim = await self.references.check(order, now)
                 self.check(msg)
             except Rejection as rejection:
                 self._release(msg)
+                self._settle_claim(msg, stored=False)
                 refused.setdefault(tag, rejection)
                 continue
             decided.append((tag, msg))
         for tag, msg in decided:
             if tag in refused:
                 self._release(msg)
+                self._settle_claim(msg, stored=False)
         for tag, why in refused.items():
             outcomes.append(Outcome(tag, False, why.reason, why.detail))
         for tag, msg in decided:
@@ -1325,13 +1332,17 @@ class Pipeline:
             # the document was carried out before: nothing of this attempt stands
             for msg in held:
                 self._release(msg)
+                self._settle_claim(msg, stored=False)
+            raise
+        except Exception:
+            for msg in held:  # unclear whether it committed: the database decides next time
+                self._settle_claim(msg, stored=None)
             raise
         # any other failure: unclear whether it committed, so the reservations stay (the
         # ledger may over-count until restart, never under-count)
         self._count(f"document:{decision}")
         for msg in held:  # what aggregators answer refers to these
-            assert msg.message is not None
-            self.references.remember(msg.message)
+            self._settle_claim(msg, stored=True)
         self.outbox.hand_over(unit.outbox, committed.outbox_ids)
         return outcomes, ack
 

@@ -366,6 +366,15 @@ class References:
         await self._unconsumed(key, buying=False)
         claim.offer, claim.offer_state = key, REVOKED
 
+    async def next_revision(self, message: FlexRequest | DPrognosis | Metering) -> int:
+        """The Revision a message gridgate writes gets: one above every one accepted or in
+        flight for its sender, recipient, subject and Period."""
+        slot = _revision_slot(message)
+        assert slot is not None
+        highest = await self._highest_revision(slot)
+        in_flight = max(self._taken.get(slot, ()), default=None)
+        return max(highest or 0, in_flight or 0) + 1
+
     async def _revision(self, message: Message, slot: RevisionSlot, claim: Claim) -> None:
         revision = facts_of(message).revision
         assert revision is not None

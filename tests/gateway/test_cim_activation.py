@@ -631,3 +631,17 @@ async def test_the_headroom_of_a_bid_counts_power_booked_the_other_way(world: Wo
         d for d in map(parse, world.iso.received) if isinstance(d, BidAvailabilityDocument)
     ]
     assert availability.bid_time_series[0].operational_limit == Decimal("0.7")
+
+
+async def test_a_second_need_for_the_same_period_gets_the_next_flex_request_revision(
+    world: World,
+) -> None:
+    for megawatts in ("0.1", "0.2"):
+        _, body = need(megawatts)
+        assert (await post(world, body))[0] == 200
+    for _ in range(100):
+        requests = [m for m in world.agr.received if isinstance(m, FlexRequest)]
+        if len(requests) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(r.revision for r in requests) == [1, 2]
