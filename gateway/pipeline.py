@@ -1267,6 +1267,16 @@ class Pipeline:
                 )
             if isinstance(order, FlexOrder):
                 self._queue_setpoints(msg, order, recipient, now)
+                handler = self.answer_handlers.get(document.protocol)
+                if not recipient.endpoint and handler is not None:
+                    # a control centre reached only over MQTT answers no order: gridgate
+                    # confirms it, as it does toward a UFTP DSO
+                    confirmed = FlexOrderResponse(
+                        envelope=self._reply_envelope(msg),
+                        reference_message_id=order.envelope.message_id,
+                        result=Result.ACCEPTED,
+                    )
+                    handler(msg, confirmed, document.raw, origin, tag)
             unit.ledger += msg.unit.ledger
             unit.outbox += msg.unit.outbox
             out += msg.out

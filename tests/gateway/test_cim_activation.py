@@ -16,7 +16,7 @@ import hashlib
 import ssl
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -645,3 +645,22 @@ async def test_a_second_need_for_the_same_period_gets_the_next_flex_request_revi
             break
         await asyncio.sleep(0.05)
     assert sorted(r.revision for r in requests) == [1, 2]
+
+
+async def test_an_order_carried_out_over_mqtt_only_gets_its_a41_from_gridgate(
+    world: World,
+) -> None:
+    directory = world.gateway.pipeline.directory
+    agr = directory.participants["agr"]
+    mqtt_only = replace(agr, endpoint=None)
+    directory.participants["agr"] = directory.by_domain[AGR] = mqtt_only
+    directory.by_cim_resource[RESOURCE] = (mqtt_only, directory.by_cim_resource[RESOURCE][1])
+    mrid, series, body = activation("0.1")
+    status, answer = await post(world, body)
+    assert status == 200 and [r.code for r in parse(answer).reasons] == ["A01"]  # type: ignore[union-attr]
+    assert await world.centre.wait_for(1)
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    a41 = parse(world.iso.received[0])
+    assert isinstance(a41, ActivationDocument) and a41.order_mrid == mrid
+    assert [(s.mrid, s.status) for s in a41.time_series] == [(series, "A07")]
+    assert world.agr.received == []
