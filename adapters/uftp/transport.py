@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 from urllib.parse import urljoin, urlsplit
@@ -34,6 +34,7 @@ MAX_REDIRECTS = 2
 _PERMANENT = frozenset({400, 401, 411})
 _REDIRECTS = frozenset({307, 308})
 _TEXT_LIMIT = 500
+ANSWER_LIMIT = 256 * 1024  # what is read of an answer that `answer_check` looks at
 
 
 class PeerRefused(PermanentDeliveryError):
@@ -122,6 +123,7 @@ class UftpSender:
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = "gridgate",
         tokens: Mapping[str, ClientCredentials] | None = None,
+        answer_check: Callable[[bytes], None] | None = None,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
@@ -129,6 +131,9 @@ class UftpSender:
         self._session: aiohttp.ClientSession | None = None
         # the OAuth client credentials per configured endpoint URL
         self._tokens: Mapping[str, ClientCredentials] = tokens or {}
+        # reads a 2xx answer's body and raises a DeliveryError when it says the message was
+        # refused after all (a CIM peer answers with an acknowledgement document)
+        self._answer_check = answer_check
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -159,15 +164,17 @@ class UftpSender:
             token = None
             if credentials is not None and same_origin(url, target):
                 token = await credentials.token(self._client(), self._ssl)
-            status, location, text = await self._post(target, body, token)
+            status, location, text, raw = await self._post(target, body, token)
             if status == 401 and credentials is not None and token is not None and not refreshed:
                 # the peer may have revoked the token or rotated its keys before it ran out:
                 # one fresh token and one more POST before the 401 is final (RFC 6750 §3.1)
                 credentials.forget(token)
                 refreshed = True
                 token = await credentials.token(self._client(), self._ssl)
-                status, location, text = await self._post(target, body, token)
+                status, location, text, raw = await self._post(target, body, token)
             if 200 <= status < 300:
+                if self._answer_check is not None:
+                    self._answer_check(raw)
                 return
             if status in _REDIRECTS:
                 if location is None:
@@ -185,7 +192,7 @@ class UftpSender:
 
     async def _post(
         self, url: str, body: bytes, token: str | None = None
-    ) -> tuple[int, str | None, str]:
+    ) -> tuple[int, str | None, str, bytes]:
         headers = {"Content-Type": CONTENT_TYPE}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -197,9 +204,10 @@ class UftpSender:
                 allow_redirects=False,
                 ssl=self._ssl,
             ) as response:
-                raw = await response.content.read(4 * _TEXT_LIMIT)
+                limit = ANSWER_LIMIT if self._answer_check is not None else 4 * _TEXT_LIMIT
+                raw = await response.content.read(limit)
                 text = raw.decode("utf-8", "replace").strip()[:_TEXT_LIMIT]
-                return response.status, response.headers.get("Location"), text
+                return response.status, response.headers.get("Location"), text, raw
         except TimeoutError:
             raise PeerUnavailable(url, "timed out") from None
         except aiohttp.ClientError as e:

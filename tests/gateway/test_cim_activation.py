@@ -29,6 +29,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
 
 from adapters.cim.documents import (
     AcknowledgementDocument,
@@ -37,6 +38,7 @@ from adapters.cim.documents import (
     BidPoint,
     BidTimeSeries,
     CodedId,
+    Reason,
     ReserveBidDocument,
     TimeInterval,
 )
@@ -59,6 +61,8 @@ from gateway.model import (
     Result,
     Role,
 )
+from gateway.store.db import sessionmaker
+from gateway.store.models import OutboxEntry
 from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
 from tests.conftest import require
 from tests.gateway.conftest import public_b64, secret_b64
@@ -79,11 +83,12 @@ class Iso:
 
     received: list[bytes] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    answer: bytes = b""  # the body of its 200 (an acknowledgement, when set)
 
     async def receive(self, request: web.Request) -> web.Response:
         self.received.append(await request.read())
         self.arrived.set()
-        return web.Response(status=200)
+        return web.Response(status=200, body=self.answer, content_type="application/xml")
 
 
 @dataclass
@@ -664,3 +669,35 @@ async def test_an_order_carried_out_over_mqtt_only_gets_its_a41_from_gridgate(
     assert isinstance(a41, ActivationDocument) and a41.order_mrid == mrid
     assert [(s.mrid, s.status) for s in a41.time_series] == [(series, "A07")]
     assert world.agr.received == []
+
+
+async def test_a_document_the_iso_rejects_in_its_acknowledgement_is_not_counted_delivered(
+    world: World,
+) -> None:
+    world.iso.answer = emit(
+        AcknowledgementDocument(
+            mrid=str(uuid.uuid4()),
+            created=datetime.now(UTC).replace(microsecond=0),
+            sender=CimParticipant(CodedId(ISO_EIC, "A01"), "A04"),
+            receiver=CimParticipant(CodedId(GRIDGATE_EIC, "A01"), "A46"),
+            reasons=(Reason("A02"), Reason("A59", "no order with that mRID is open")),
+        )
+    )
+    _, _, body = activation("0.1")
+    assert (await post(world, body))[0] == 200
+    order = await world.agr.wait_for(is_order)
+    assert isinstance(order, FlexOrder)
+    reply = FlexOrderResponse(
+        envelope=replace_envelope(order),
+        reference_message_id=order.envelope.message_id,
+        result=Result.ACCEPTED,
+    )
+    assert await world.agr.send(reply) == (200, "")
+    for _ in range(100):
+        async with sessionmaker(world.gateway.engine)() as session:
+            row = await session.scalar(select(OutboxEntry).where(OutboxEntry.channel == "cim"))
+        if row is not None and row.status != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and row.status == "failed"
+    assert "A59 no order with that mRID is open" in (row.last_error or "")
