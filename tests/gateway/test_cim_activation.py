@@ -272,6 +272,23 @@ async def post(world: World, body: bytes, tls: ssl.SSLContext | None = None) -> 
         return response.status, await response.read()
 
 
+def offer_on(request: FlexRequest, price: str, power: int) -> FlexOffer:
+    """The aggregator's one-option offer on gridgate's request: `power` W in every ISP."""
+    return FlexOffer(
+        envelope=replace_envelope(request),
+        isp_duration=request.isp_duration,
+        time_zone=request.time_zone,
+        period=request.period,
+        congestion_point=request.congestion_point,
+        expiration=request.expiration,
+        currency="EUR",
+        flex_request_message_id=request.envelope.message_id,
+        options=(
+            OfferOption("A", Decimal(price), tuple(PowerIsp(i.start, power) for i in request.isps)),
+        ),
+    )
+
+
 def is_order(m: Any) -> bool:
     return isinstance(m, FlexOrder)
 
@@ -485,21 +502,7 @@ async def test_a_need_becomes_a_flex_request_and_the_offer_comes_back_as_a_bid(
         (-150_000, 0, "Requested")
     ] * 2
 
-    offer = FlexOffer(
-        envelope=replace_envelope(request),
-        isp_duration=request.isp_duration,
-        time_zone=request.time_zone,
-        period=request.period,
-        congestion_point=CP,
-        expiration=request.expiration,
-        currency="EUR",
-        flex_request_message_id=request.envelope.message_id,
-        options=(
-            OfferOption(
-                "A", Decimal("30.00"), tuple(PowerIsp(i.start, -150_000) for i in request.isps)
-            ),
-        ),
-    )
+    offer = offer_on(request, "30.00", -150_000)
     assert await world.agr.send(offer) == (200, "")
     confirmed = await world.agr.wait_for(lambda m: isinstance(m, FlexOfferResponse))
     assert isinstance(confirmed, FlexOfferResponse) and confirmed.result is Result.ACCEPTED
@@ -519,21 +522,7 @@ async def test_a_bid_the_grid_cannot_take_whole_is_marked_unavailable_to_the_iso
     assert (await post(world, body))[0] == 200
     request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
     assert isinstance(request, FlexRequest)
-    offer = FlexOffer(
-        envelope=replace_envelope(request),
-        isp_duration=request.isp_duration,
-        time_zone=request.time_zone,
-        period=request.period,
-        congestion_point=CP,
-        expiration=request.expiration,
-        currency="EUR",
-        flex_request_message_id=request.envelope.message_id,
-        options=(
-            OfferOption(
-                "A", Decimal("50.00"), tuple(PowerIsp(i.start, -500_000) for i in request.isps)
-            ),
-        ),
-    )
+    offer = offer_on(request, "50.00", -500_000)
     assert await world.agr.send(offer) == (200, "")
     for _ in range(100):
         if len(world.iso.received) >= 2:
@@ -612,21 +601,7 @@ async def test_the_headroom_of_a_bid_counts_power_booked_the_other_way(world: Wo
     assert (await post(world, need_body))[0] == 200
     request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
     assert isinstance(request, FlexRequest)
-    offer = FlexOffer(
-        envelope=replace_envelope(request),
-        isp_duration=request.isp_duration,
-        time_zone=request.time_zone,
-        period=request.period,
-        congestion_point=CP,
-        expiration=request.expiration,
-        currency="EUR",
-        flex_request_message_id=request.envelope.message_id,
-        options=(
-            OfferOption(
-                "A", Decimal("80.00"), tuple(PowerIsp(i.start, -800_000) for i in request.isps)
-            ),
-        ),
-    )
+    offer = offer_on(request, "80.00", -800_000)
     assert await world.agr.send(offer) == (200, "")
     for _ in range(100):
         if len(world.iso.received) >= 2:

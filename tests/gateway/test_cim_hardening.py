@@ -52,6 +52,7 @@ from tests.gateway.test_cim_activation import (  # noqa: F401 - `world` is the f
     activation,
     is_order,
     need,
+    offer_on,
     post,
     replace_envelope,
     world,
@@ -246,21 +247,7 @@ async def test_answers_find_their_own_senders_document_when_mrids_collide(world:
     order = await world.agr.wait_for(is_order)
     assert isinstance(request, FlexRequest) and isinstance(order, FlexOrder)
     assert await world.agr.send(answer_to(order, Result.ACCEPTED)) == (200, "")
-    offer = FlexOffer(
-        envelope=replace_envelope(request),
-        isp_duration=request.isp_duration,
-        time_zone=request.time_zone,
-        period=request.period,
-        congestion_point=CP,
-        expiration=request.expiration,
-        currency="EUR",
-        flex_request_message_id=request.envelope.message_id,
-        options=(
-            OfferOption(
-                "A", Decimal("5"), tuple(PowerIsp(i.start, -100_000) for i in request.isps)
-            ),
-        ),
-    )
+    offer = offer_on(request, "5", -100_000)
     assert await world.agr.send(offer) == (200, ""), "the offer on the LDC's need was refused"
     documents = await iso_documents(world, 2)
     kinds = sorted(getattr(d, "type", "?") for d in documents)
@@ -344,21 +331,7 @@ async def test_the_bid_carries_the_offers_price(world: World) -> None:
     await ack_of(world, body)
     request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
     assert isinstance(request, FlexRequest)
-    offer = FlexOffer(
-        envelope=replace_envelope(request),
-        isp_duration=request.isp_duration,
-        time_zone=request.time_zone,
-        period=request.period,
-        congestion_point=CP,
-        expiration=request.expiration,
-        currency="EUR",
-        flex_request_message_id=request.envelope.message_id,
-        options=(
-            OfferOption(
-                "A", Decimal("30.00"), tuple(PowerIsp(i.start, -100_000) for i in request.isps)
-            ),
-        ),
-    )
+    offer = offer_on(request, "30.00", -100_000)
     assert await world.agr.send(offer) == (200, "")
     (bid,) = [d for d in await iso_documents(world, 1) if isinstance(d, ReserveBidDocument)]
     points = [p for s in bid.bid_time_series for period in s.periods for p in period.points]
