@@ -223,7 +223,7 @@ class CimIngress:
             if not o.accepted:
                 code = (
                     GRID_REASON
-                    if o.rule is not None and o.rule.name == "GRID_LIMIT_EXCEEDED"
+                    if o.rule == self.gateway.pipeline.reasons.GRID_LIMIT_EXCEEDED
                     else ORDER_REASON
                 )
                 text = f"{o.rule}: {o.reason}" if o.rule is not None else o.reason
@@ -278,10 +278,15 @@ class CimIngress:
         me = Participant(CodedId(self.me.code, self.me.coding_scheme), OWN_ROLE)
         receiver = None
         if rejection.inbound.sender is None:
-            codes = [k for k, p in self.gateway.pipeline.directory.by_party.items() if p == origin]
-            scheme, code = codes[0] if codes else ("A01", origin.id)
-            receiver = Participant(CodedId(code, scheme))
+            receiver = Participant(self._party_of(origin) or CodedId(origin.id, "A01"))
         return emit(acknowledgement(rejection, sender=me, receiver=receiver))
+
+    def _party_of(self, participant: GatewayParticipant) -> CodedId | None:
+        """The (first) code a participant is known by in CIM documents."""
+        for (scheme, code), known in self.gateway.pipeline.directory.by_party.items():
+            if known.id == participant.id:
+                return CodedId(code, scheme)
+        return None
 
     def _congested(self, offer: FlexOffer, bid: ReserveBidDocument) -> list[Congested]:
         """The bids (one per option) the grid check would refuse if activated whole.
@@ -292,8 +297,7 @@ class CimIngress:
         owner = self.gateway.pipeline.directory.owner_of.get(offer.congestion_point)
         ldc = None
         if owner is not None:
-            codes = [k for k, p in self.gateway.pipeline.directory.by_party.items() if p == owner]
-            ldc = CodedId(codes[0][1], codes[0][0]) if codes else None
+            ldc = self._party_of(owner)
         out = []
         for option in offer.options:
             # the option's first bid (an option with both signs is bid up and down)

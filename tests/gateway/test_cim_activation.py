@@ -216,15 +216,33 @@ def activation(
     megawatts: str, *, minutes: int = 30, direction: str = "A01"
 ) -> tuple[str, str, bytes]:
     """A direct activation (A40) of RESOURCE (upward by default), from the next quarter
-    hour."""
-    now = datetime.now(UTC)
-    start = now.replace(second=0, microsecond=0) + timedelta(minutes=15 - now.minute % 15)
-    end = start + timedelta(minutes=minutes)
+    hour, with one point."""
+    return activation_of(
+        next_quarter(), timedelta(minutes=minutes), [megawatts], direction=direction
+    )
+
+
+def _t(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def activation_of(
+    start: datetime,
+    resolution: timedelta,
+    quantities: list[str],
+    *,
+    direction: str = "A01",
+    extra_header: str = "",
+) -> tuple[str, str, bytes]:
+    """An A40 of RESOURCE with the given points (MAW)."""
+    end = start + resolution * len(quantities)
     mrid, series = str(uuid.uuid4()), str(uuid.uuid4())
-
-    def t(value: datetime) -> str:
-        return value.strftime("%Y-%m-%dT%H:%MZ")
-
+    minutes = int(resolution.total_seconds() // 60)
+    points = "".join(
+        f"<Point><position>{i}</position><quantity>{q}</quantity></Point>"
+        for i, q in enumerate(quantities, start=1)
+    )
+    now = datetime.now(UTC)
     xml = f"""<?xml version="1.0" encoding="UTF-8"?>
 <Activation_MarketDocument xmlns="{NS}">
   <mRID>{mrid}</mRID>
@@ -236,8 +254,8 @@ def activation(
   <receiver_MarketParticipant.mRID codingScheme="A01">{GRIDGATE_EIC}</receiver_MarketParticipant.mRID>
   <receiver_MarketParticipant.marketRole.type>A46</receiver_MarketParticipant.marketRole.type>
   <createdDateTime>{now.strftime("%Y-%m-%dT%H:%M:%SZ")}</createdDateTime>
-  <activation_Time_Period.timeInterval><start>{t(start)}</start><end>{t(end)}</end></activation_Time_Period.timeInterval>
-  <domain.mRID codingScheme="A01">10YNO-0--------C</domain.mRID>
+  <activation_Time_Period.timeInterval><start>{_t(start)}</start><end>{_t(end)}</end></activation_Time_Period.timeInterval>
+  <domain.mRID codingScheme="A01">10YNO-0--------C</domain.mRID>{extra_header}
   <TimeSeries>
     <mRID>{series}</mRID>
     <resourceProvider_MarketParticipant.mRID codingScheme="A01">{GRIDGATE_EIC}</resourceProvider_MarketParticipant.mRID>
@@ -249,14 +267,19 @@ def activation(
     <marketObjectStatus.status>A10</marketObjectStatus.status>
     <registeredResource.mRID codingScheme="NNO">{RESOURCE}</registeredResource.mRID>
     <Period>
-      <timeInterval><start>{t(start)}</start><end>{t(end)}</end></timeInterval>
+      <timeInterval><start>{_t(start)}</start><end>{_t(end)}</end></timeInterval>
       <resolution>PT{minutes}M</resolution>
-      <Point><position>1</position><quantity>{megawatts}</quantity></Point>
+      {points}
     </Period>
   </TimeSeries>
 </Activation_MarketDocument>
 """
     return mrid, series, xml.encode()
+
+
+def next_quarter() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=15 - now.minute % 15)
 
 
 async def post(world: World, body: bytes, tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:

@@ -6,7 +6,7 @@ They run in the world of test_cim_activation (an ISO with a client certificate, 
 owns CP with a 400 kW limit, one aggregator with a UFTP endpoint and an MQTT control centre).
 """
 
-# ruff: noqa: E501, F811 - `world` is the imported fixture; XML kept one element a line
+# ruff: noqa: F811 - `world` is the imported fixture; XML kept one element a line
 
 from __future__ import annotations
 
@@ -50,8 +50,10 @@ from tests.gateway.test_cim_activation import (  # noqa: F401 - `world` is the f
     RESOURCE,
     World,
     activation,
+    activation_of,
     is_order,
     need,
+    next_quarter,
     offer_on,
     post,
     replace_envelope,
@@ -59,66 +61,6 @@ from tests.gateway.test_cim_activation import (  # noqa: F401 - `world` is the f
 )
 
 ZONE = "Europe/Amsterdam"
-
-
-def _t(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def activation_of(
-    start: datetime,
-    resolution: timedelta,
-    quantities: list[str],
-    *,
-    direction: str = "A01",
-    extra_header: str = "",
-) -> tuple[str, str, bytes]:
-    """An A40 of RESOURCE with the given points (MAW)."""
-    end = start + resolution * len(quantities)
-    mrid, series = str(uuid.uuid4()), str(uuid.uuid4())
-    minutes = int(resolution.total_seconds() // 60)
-    points = "".join(
-        f"<Point><position>{i}</position><quantity>{q}</quantity></Point>"
-        for i, q in enumerate(quantities, start=1)
-    )
-    now = datetime.now(UTC)
-    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
-<Activation_MarketDocument xmlns="{NS}">
-  <mRID>{mrid}</mRID>
-  <revisionNumber>1</revisionNumber>
-  <type>A40</type>
-  <process.processType>A47</process.processType>
-  <sender_MarketParticipant.mRID codingScheme="A01">{ISO_EIC}</sender_MarketParticipant.mRID>
-  <sender_MarketParticipant.marketRole.type>A04</sender_MarketParticipant.marketRole.type>
-  <receiver_MarketParticipant.mRID codingScheme="A01">{GRIDGATE_EIC}</receiver_MarketParticipant.mRID>
-  <receiver_MarketParticipant.marketRole.type>A46</receiver_MarketParticipant.marketRole.type>
-  <createdDateTime>{now.strftime("%Y-%m-%dT%H:%M:%SZ")}</createdDateTime>
-  <activation_Time_Period.timeInterval><start>{_t(start)}</start><end>{_t(end)}</end></activation_Time_Period.timeInterval>
-  <domain.mRID codingScheme="A01">10YNO-0--------C</domain.mRID>{extra_header}
-  <TimeSeries>
-    <mRID>{series}</mRID>
-    <resourceProvider_MarketParticipant.mRID codingScheme="A01">{GRIDGATE_EIC}</resourceProvider_MarketParticipant.mRID>
-    <businessType>A97</businessType>
-    <acquiring_Domain.mRID codingScheme="A01">10Y1001A1001A91G</acquiring_Domain.mRID>
-    <connecting_Domain.mRID codingScheme="A01">10Y1001A1001A48H</connecting_Domain.mRID>
-    <measurement_Unit.name>MAW</measurement_Unit.name>
-    <flowDirection.direction>{direction}</flowDirection.direction>
-    <marketObjectStatus.status>A10</marketObjectStatus.status>
-    <registeredResource.mRID codingScheme="NNO">{RESOURCE}</registeredResource.mRID>
-    <Period>
-      <timeInterval><start>{_t(start)}</start><end>{_t(end)}</end></timeInterval>
-      <resolution>PT{minutes}M</resolution>
-      {points}
-    </Period>
-  </TimeSeries>
-</Activation_MarketDocument>
-"""
-    return mrid, series, xml.encode()
-
-
-def next_quarter() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(second=0, microsecond=0) + timedelta(minutes=15 - now.minute % 15)
 
 
 async def ack_of(world: World, body: bytes) -> AcknowledgementDocument:
