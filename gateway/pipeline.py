@@ -230,6 +230,8 @@ class Inbound:
     claim: Claim | None = None
     # the message is addressed to gridgate itself (a TestMessage, or gridgate as the CRO)
     to_gateway: bool = False
+    # called once when the message is stored (True), not stored (False) or unclear (None)
+    on_settle: list[Callable[[bool | None], None]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -280,6 +282,10 @@ class Pipeline:
         # per protocol of an originating document: answers the document's sender when an
         # aggregator answers an order gridgate sent for it (the adapter registers it)
         self.answer_handlers: dict[str, AnswerHandler] = {}
+        # answers to gridgate's orders in flight, and the tags answered as a whole (of orders
+        # that carry out one tag of a document together)
+        self._answering: dict[str, FlexOrderResponse] = {}
+        self._tag_answered: set[str] = set()
         # connection address -> (aggregator id, congestion point), from the operator config
         self._connections: dict[str, tuple[str, str]] = {
             _address(r.connection_ean): (agr, cp)
@@ -402,6 +408,8 @@ class Pipeline:
     def _settle_claim(self, msg: Inbound, *, stored: bool | None) -> None:
         if msg.claim is not None and msg.message is not None:
             self.references.settle(msg.claim, msg.message, stored=stored)
+        while msg.on_settle:
+            msg.on_settle.pop()(stored)
 
     def _release(self, msg: Inbound) -> None:
         """Give back what this message reserved in the grid check (and nothing else)."""
@@ -840,7 +848,75 @@ class Pipeline:
             # the aggregator will not carry it out: its power goes back to the grid
             unbooked = self._unbook(response.reference_message_id, origin.id, msg.unit)
             msg.out.append({"what": "unbooked", "order": referred, "power": unbooked})
+        if isinstance(response, FlexOrderResponse):
+            assert order is not None
+            combined = await self._answer_of_tag(msg, order.reference, response)
+            if combined is None:
+                msg.out.append({"what": "awaiting the other orders of", "tag": tag})
+                return
+            response = combined
         handler(msg, response, document.body, origin, tag)
+
+    async def _answer_of_tag(
+        self, msg: Inbound, reference: str, response: FlexOrderResponse
+    ) -> FlexOrderResponse | None:
+        """The answer to what one tag of a document asked for, once every order gridgate sent
+        for it is answered (a TimeSeries over two days is two orders, and gets one answer);
+        None while any is not, or when another answer completed the tag at the same time.
+
+        Accepted if every order was; else Rejected, with the aggregators' reasons."""
+        order_id = response.reference_message_id
+        self._answering[order_id] = response
+        m = MessageRecord
+        async with self.engine.connect() as conn:
+            orders = list(
+                await conn.scalars(
+                    select(m.message_id).where(
+                        m.reference == reference, m.sender_domain == self.domain
+                    )
+                )
+            )
+            answers: dict[str, FlexOrderResponse] = {}
+            for other in orders:
+                held = self._answering.get(other)
+                if held is None:
+                    body = await conn.scalar(
+                        select(AuditEntry.body)
+                        .select_from(m)
+                        .join(AuditEntry, AuditEntry.seq == m.audit_seq)
+                        .where(
+                            m.reference == other,
+                            m.kind == FlexOrderResponse.kind.value,
+                            m.recipient_domain == self.domain,
+                            m.decision == "accepted",
+                        )
+                    )
+                    read = self.codec.reread(body) if body is not None else None
+                    held = read if isinstance(read, FlexOrderResponse) else None
+                if held is not None:
+                    answers[other] = held
+        complete = len(answers) >= len(orders) and reference not in self._tag_answered
+        if complete:
+            self._tag_answered.add(reference)
+
+        def settle(stored: bool | None) -> None:
+            self._answering.pop(order_id, None)
+            if complete and stored is False:
+                self._tag_answered.discard(reference)  # the next answer completes it
+
+        msg.on_settle.append(settle)
+        if not complete:
+            return None
+        rejected = [a for a in answers.values() if a.result is Result.REJECTED]
+        if not rejected or len(answers) == 1:
+            return rejected[0] if rejected else response
+        return replace(
+            response,
+            result=Result.REJECTED,
+            rejection_reason="; ".join(
+                f"{a.reference_message_id}: {a.rejection_reason or 'rejected'}" for a in rejected
+            )[:1024],
+        )
 
     def _answer_as_gateway(self, msg: Inbound) -> None:
         """gridgate answers what is addressed to it: a TestMessage, or as the CRO."""
@@ -1246,6 +1322,8 @@ class Pipeline:
                 self._settle_claim(msg, stored=False)
         for tag, why in refused.items():
             outcomes.append(Outcome(tag, False, why.reason, why.detail))
+        # a tag carried out by several orders (one per day) is confirmed once, by its last
+        last_of = {tag: msg for tag, msg in decided}
         for tag, msg in decided:
             if tag in refused:
                 continue
@@ -1268,7 +1346,7 @@ class Pipeline:
             if isinstance(order, FlexOrder):
                 self._queue_setpoints(msg, order, recipient, now)
                 handler = self.answer_handlers.get(document.protocol)
-                if not recipient.endpoint and handler is not None:
+                if not recipient.endpoint and handler is not None and last_of[tag] is msg:
                     # a control centre reached only over MQTT answers no order: gridgate
                     # confirms it, as it does toward a UFTP DSO
                     confirmed = FlexOrderResponse(
@@ -1376,6 +1454,40 @@ class Pipeline:
             return None
         answer = json.loads(row.detail).get("acknowledgement", "")
         return row.digest, answer.encode()
+
+    async def offer_answering(
+        self, offer_id: str, protocol: str, origin: Participant
+    ) -> tuple[FlexOffer, Participant] | None:
+        """The accepted FlexOffer `offer_id` an aggregator sent gridgate on a FlexRequest that
+        gridgate sent for a `protocol` document from `origin`, with that aggregator; None if
+        there is none (so a party can only order what was offered to it)."""
+        m = MessageRecord
+        async with self.engine.connect() as conn:
+            sender = await conn.scalar(
+                select(m.sender_domain).where(
+                    m.message_id == offer_id,
+                    m.recipient_domain == self.domain,
+                    m.kind == MessageKind.FLEX_OFFER.value,
+                    m.decision == "accepted",
+                )
+            )
+        if sender is None:
+            return None
+        offer = await self.references.stored((offer_id, sender, self.domain))
+        agr = self.directory.by_domain.get(sender)
+        if not isinstance(offer, FlexOffer) or agr is None or not offer.flex_request_message_id:
+            return None
+        async with self.engine.connect() as conn:
+            reference = await conn.scalar(
+                select(m.reference).where(
+                    m.message_id == offer.flex_request_message_id,
+                    m.sender_domain == self.domain,
+                    m.recipient_domain == sender,
+                )
+            )
+        if _document_of(reference)[0] != f"{protocol}:{origin.id}":
+            return None
+        return offer, agr
 
     async def carried_out(self, protocol: str, origin: Participant, prefix: str) -> list[str]:
         """The keys of the documents from `origin` whose key starts with `prefix` that were

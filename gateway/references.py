@@ -506,6 +506,11 @@ class References:
             _bounded_set(self._revisions, slot, int(highest))
         return None if highest is None else int(highest)
 
+    async def stored(self, key: Key) -> Message | None:
+        """The accepted message `key`, as it was received or sent; None if there is none."""
+        found = await self._find(key)
+        return None if found is None else found.message
+
     async def _find(self, key: Key, *, content: bool = True) -> _Found | None:
         """The accepted message `key`, with its content when `content` (cache, else audit)."""
         cached = self._recent.get(key)

@@ -27,6 +27,7 @@ from adapters.cim.documents import (
     AcknowledgementDocument,
     ActivationDocument,
     CodedId,
+    Direction,
     Participant,
     Reason,
     ReceivedDocument,
@@ -37,7 +38,9 @@ from adapters.cim.emit import emit
 from adapters.cim.parse import parse
 from adapters.cim.reasons import CimReason, CimRejection, InboundDocument
 from adapters.cim.translate import (
+    BidRef,
     Congested,
+    ForwardedBid,
     Market,
     Refused,
     activation_orders,
@@ -45,6 +48,7 @@ from adapters.cim.translate import (
     bid_availability,
     need_requests,
     offer_bid,
+    read_bid_id,
 )
 from gateway.config import PartyCode
 from gateway.model import FlexOffer, FlexOrder, FlexRequest, FlexResponse, Result, Role
@@ -60,6 +64,8 @@ PROTOCOL = "cim"
 GRID_REASON = "B46"  # Internal congestion (StandardReasonCodeTypeList)
 ORDER_REASON = "999"  # another rule of the order (its text names it)
 ACTIVATION_ORDERS = {"A39", "A40"}
+# the codingScheme of a resource's CIM code from the operator config (A01: EIC)
+RESOURCE_CODING_SCHEME = "A01"
 # the role gridgate writes for itself where the document it answers named none (A39: data
 # provider; an acknowledgement of a readable document takes the role the sender gave it)
 OWN_ROLE = "A39"
@@ -121,7 +127,12 @@ class CimIngress:
         orders: Sequence[tuple[str, FlexOrder | FlexRequest]]
         if isinstance(document, ActivationDocument):
             orders, refused = activation_orders(
-                document, origin, pipeline.directory, self.market, now
+                document,
+                origin,
+                pipeline.directory,
+                self.market,
+                now,
+                await self._forwarded_bids(document, origin),
             )
         else:
             assert isinstance(document, ReserveBidDocument)
@@ -159,6 +170,29 @@ class CimIngress:
         except DuplicateKey:
             return await self._resubmitted(carried, document)
         return ack
+
+    async def _forwarded_bids(
+        self, document: ActivationDocument, origin: GatewayParticipant
+    ) -> dict[str, ForwardedBid | Refused]:
+        """The TimeSeries that activate a bid gridgate forwarded to `origin`, by mRID."""
+        out: dict[str, ForwardedBid | Refused] = {}
+        for series in document.time_series:
+            ref = read_bid_id(series.mrid)
+            if ref is None:
+                continue
+            found = await self.gateway.pipeline.offer_answering(ref.offer_id, PROTOCOL, origin)
+            if found is None:
+                if series.registered_resource is None:
+                    out[series.mrid] = Refused(
+                        series.mrid,
+                        CimReason.RESOURCE_OBJECT_INVALID,
+                        f"TimeSeries {series.mrid}: no bid gridgate sent {origin.id} has this "
+                        "mRID, and no registeredResource.mRID names what to activate",
+                    )
+                continue  # an activation of a resource whose mRID only looks like a bid's
+            offer, agr = found
+            out[series.mrid] = ForwardedBid(ref, offer, agr)
+        return out
 
     async def _resubmitted(
         self, carried: Document, document: ActivationDocument | ReserveBidDocument
@@ -288,6 +322,21 @@ class CimIngress:
                 return CodedId(code, scheme)
         return None
 
+    def _resource_of(self, offer: FlexOffer) -> CodedId | None:
+        """The one resource with a CIM code the offering aggregator has at the offer's
+        congestion point (what its bids name); None if it has none or several."""
+        directory = self.gateway.pipeline.directory
+        agr = directory.by_domain.get(offer.envelope.sender_domain)
+        codes = {
+            resource.cim_id
+            for code, (owner, resource) in directory.by_cim_resource.items()
+            if agr is not None
+            and owner.id == agr.id
+            and resource.congestion_point == offer.congestion_point
+            and resource.cim_id
+        }
+        return CodedId(codes.pop(), RESOURCE_CODING_SCHEME) if len(codes) == 1 else None
+
     def _congested(self, offer: FlexOffer, bid: ReserveBidDocument) -> list[Congested]:
         """The bids (one per option) the grid check would refuse if activated whole.
 
@@ -299,10 +348,14 @@ class CimIngress:
         if owner is not None:
             ldc = self._party_of(owner)
         out = []
-        for option in offer.options:
+        for number, option in enumerate(offer.options, start=1):
             # the option's first bid (an option with both signs is bid up and down)
-            prefix = f"{offer.envelope.message_id}-{option.reference}"[:60]
-            series = next(s for s in bid.bid_time_series if s.mrid.startswith(prefix))
+            series = next(
+                s
+                for s in bid.bid_time_series
+                if read_bid_id(s.mrid)
+                in {BidRef(offer.envelope.message_id, number, d) for d in Direction}
+            )
             trial = FlexOrder(
                 envelope=offer.envelope,
                 isp_duration=offer.isp_duration,
@@ -354,7 +407,9 @@ class CimIngress:
             if not isinstance(document, ReserveBidDocument):
                 return  # an offer answers a request, which only a need gives rise to
             if origin.cim_endpoint and any(s.mrid == tag for s in document.bid_time_series):
-                bid = offer_bid(response, document, tag, self.me, _now())
+                bid = offer_bid(
+                    response, document, tag, self.me, _now(), self._resource_of(response)
+                )
                 self.gateway.pipeline.send(
                     msg,
                     what="A37 bid",

@@ -141,14 +141,27 @@ def isp_powers(
     return {day: {i: p for i, p in sorted(isps.items()) if p} for day, isps in peak.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardedBid:
+    """A bid gridgate forwarded to the ISO, found again by the mRID the ISO activates."""
+
+    ref: BidRef
+    offer: FlexOffer
+    agr: GatewayParticipant
+
+
 def activation_orders(
     document: ActivationDocument,
     origin: GatewayParticipant,
     directory: Directory,
     market: Market,
     now: datetime,
+    bids: dict[str, ForwardedBid | Refused] | None = None,
 ) -> tuple[list[tuple[str, FlexOrder]], list[Refused]]:
     """Map an activation order (A39/A40) to FlexOrders, one per TimeSeries and local day.
+
+    A TimeSeries whose mRID is a bid gridgate forwarded (`bids`) orders that offer's
+    option instead: one FlexOrder on the offer, at its price.
 
     Returns the orders, each tagged with its TimeSeries mRID, and the TimeSeries that
     cannot be carried out, with their acknowledgement reason.
@@ -156,6 +169,16 @@ def activation_orders(
     orders: list[tuple[str, FlexOrder]] = []
     refused: list[Refused] = []
     for series in document.time_series:
+        bid = (bids or {}).get(series.mrid)
+        if bid is not None:
+            ordered = (
+                bid if isinstance(bid, Refused) else _bid_order(document, series, bid, market, now)
+            )
+            if isinstance(ordered, Refused):
+                refused.append(ordered)
+            else:
+                orders.append((series.mrid, ordered))
+            continue
         problem = _unusable(series, directory, origin)
         if problem is not None:
             refused.append(problem)
@@ -227,6 +250,84 @@ def _unusable(
             f"{where}: measurement_Unit.name {series.unit} is not MAW or KWT",
         )
     return None
+
+
+def _bid_order(
+    document: ActivationDocument,
+    series: ActivationTimeSeries,
+    bid: ForwardedBid,
+    market: Market,
+    now: datetime,
+) -> FlexOrder | Refused:
+    """The FlexOrder of the offer option a forwarded bid carries: the bid is not divisible,
+    so the activation must take it whole, in its direction and ISPs."""
+    where = f"TimeSeries {series.mrid}"
+    offer, ref = bid.offer, bid.ref
+    if series.status != ActivationStatus.ORDERED:
+        return Refused(
+            series.mrid,
+            CimReason.NOT_COMPLIANT_TO_LOCAL_MARKET_RULES,
+            f"{where}: marketObjectStatus.status {series.status} is not A10 (ordered)",
+        )
+    if series.unit not in WATTS_PER:
+        return Refused(
+            series.mrid,
+            CimReason.NOT_COMPLIANT_TO_LOCAL_MARKET_RULES,
+            f"{where}: measurement_Unit.name {series.unit} is not MAW or KWT",
+        )
+    if not 1 <= ref.option <= len(offer.options):
+        return Refused(
+            series.mrid,
+            CimReason.RESOURCE_OBJECT_INVALID,
+            f"{where}: offer {offer.envelope.message_id} has no option {ref.option}",
+        )
+    option = offer.options[ref.option - 1]
+    powers = {i: isp.power for isp in option.isps for i in isp.indices if isp.power}
+    if any(p > 0 for p in powers.values()) and any(p < 0 for p in powers.values()):
+        return Refused(
+            series.mrid,
+            CimReason.NOT_COMPLIANT_TO_LOCAL_MARKET_RULES,
+            f"{where}: option {option.reference} of offer {offer.envelope.message_id} holds "
+            "power in both directions and is ordered whole: gridgate cannot order one of "
+            "its two bids alone",
+        )
+    if series.direction != ref.direction.value:
+        return Refused(
+            series.mrid,
+            CimReason.NOT_COMPLIANT_TO_LOCAL_MARKET_RULES,
+            f"{where}: flowDirection.direction {series.direction} is not the bid's "
+            f"({ref.direction.value})",
+        )
+    activated = isp_powers(power_intervals(series), market)
+    if activated != {offer.period: dict(sorted(powers.items()))}:
+        return Refused(
+            series.mrid,
+            CimReason.QUANTITY_INCONSISTENCY,
+            f"{where}: bid {series.mrid} is not divisible: the activation must take its "
+            f"{_megawatts(powers)} in its {len(powers)} ISPs of {offer.period} whole",
+        )
+    assert bid.agr.uftp_domain is not None
+    return FlexOrder(
+        envelope=replace(
+            _envelope(market, bid.agr.uftp_domain, now),
+            conversation_id=offer.envelope.conversation_id,
+        ),
+        isp_duration=offer.isp_duration,
+        time_zone=offer.time_zone,
+        period=offer.period,
+        congestion_point=offer.congestion_point,
+        isps=option.isps,
+        price=option.price,
+        currency=offer.currency,
+        order_reference=f"{document.mrid}/{series.mrid}"[:255],
+        flex_offer_message_id=offer.envelope.message_id,
+        option_reference=option.reference,
+    )
+
+
+def _megawatts(powers: dict[int, int]) -> str:
+    values = sorted({abs(p) for p in powers.values()})
+    return "/".join(f"{Decimal(v) / WATTS_PER['MAW']:f}" for v in values) + " MW"
 
 
 def _envelope(market: Market, recipient: str, now: datetime) -> Envelope:
@@ -398,18 +499,53 @@ def _bands(series: BidTimeSeries, market: Market) -> dict[date, list[tuple[int, 
     return out
 
 
+def bid_id(offer_id: str, option: int, direction: Direction) -> str:
+    """The Bid_TimeSeries mRID of an offer's option (1-based) in one direction: an ISO
+    activates the bid by this mRID, and gridgate finds the offer and option in it."""
+    return f"{offer_id}-{option}" + ("" if direction is Direction.UP else "-down")
+
+
+@dataclass(frozen=True, slots=True)
+class BidRef:
+    """What a Bid_TimeSeries mRID gridgate wrote names."""
+
+    offer_id: str  # the FlexOffer's MessageID (a UUID)
+    option: int  # 1-based position of the OfferOption
+    direction: Direction
+
+
+def read_bid_id(mrid: str) -> BidRef | None:
+    """The offer, option and direction a bid mRID of `bid_id` names; None for another mRID."""
+    offer_id, rest = mrid[:36], mrid[36:]
+    try:
+        uuid.UUID(offer_id)
+    except ValueError:
+        return None
+    direction = Direction.UP
+    if rest.endswith("-down"):
+        rest, direction = rest[: -len("-down")], Direction.DOWN
+    if not rest.startswith("-") or not rest[1:].isdigit() or len(rest) > 4:
+        return None
+    return BidRef(offer_id, int(rest[1:]), direction)
+
+
 def offer_bid(
     offer: FlexOffer,
     need: ReserveBidDocument,
     tag: str,
     me: PartyCode,
     now: datetime,
+    resource: CodedId | None = None,
 ) -> ReserveBidDocument:
-    """The A37 bid document that carries an aggregator's offer on a need to its sender."""
+    """The A37 bid document that carries an aggregator's offer on a need to its sender.
+
+    Each bid names `resource` (the need's registeredResource, or the aggregator's one
+    resource with a CIM code at the congestion point), so the ISO can activate it back."""
     series = next(s for s in need.bid_time_series if s.mrid == tag)
     exclusive = offer.envelope.message_id if len(offer.options) > 1 else None
+    named = series.registered_resource or resource
     bids = []
-    for option in offer.options:
+    for number, option in enumerate(offer.options, start=1):
         powers = {i: isp.power for isp in option.isps for i in isp.indices}
         first, last = min(powers), max(powers)
         start, end = offer.isp_start(first), offer.isp_start(last + 1)
@@ -425,11 +561,10 @@ def offer_bid(
                 )
                 for position, i in enumerate(range(first, last + 1), start=1)
             )
-            suffix = "" if direction is Direction.UP else "-down"
             bids.append(
                 replace(
                     series,
-                    mrid=f"{offer.envelope.message_id}-{option.reference}{suffix}"[:60],
+                    mrid=bid_id(offer.envelope.message_id, number, direction),
                     business_type="B74",
                     quantity_unit=MeasureUnit.MW.value,
                     divisible=False,
@@ -437,7 +572,7 @@ def offer_bid(
                     periods=(Period(TimeInterval(start, end), offer.isp_duration, points),),
                     currency=offer.currency,
                     exclusive_bids_id=exclusive,
-                    registered_resource=None,
+                    registered_resource=named,
                     reasons=(),
                     linked_bids=(),
                 )
@@ -532,6 +667,8 @@ def activation_response(
 
 
 __all__ = [
+    "BidRef",
+    "ForwardedBid",
     "Market",
     "Period",
     "Point",
