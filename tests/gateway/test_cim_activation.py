@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -233,10 +234,12 @@ def activation_of(
     *,
     direction: str = "A01",
     extra_header: str = "",
+    series: str | None = None,
 ) -> tuple[str, str, bytes]:
-    """An A40 of RESOURCE with the given points (MAW)."""
+    """An A40 of RESOURCE with the given points (MAW); its TimeSeries mRID is `series` (a
+    bid's, to activate that bid) or new."""
     end = start + resolution * len(quantities)
-    mrid, series = str(uuid.uuid4()), str(uuid.uuid4())
+    mrid, series = str(uuid.uuid4()), series or str(uuid.uuid4())
     minutes = int(resolution.total_seconds() // 60)
     points = "".join(
         f"<Point><position>{i}</position><quantity>{q}</quantity></Point>"
@@ -400,8 +403,10 @@ async def refused(world: World, body: bytes) -> tuple[list[str], str]:
     ack = parse(answer)
     assert isinstance(ack, AcknowledgementDocument)
     assert ack.reasons[0].code == "A02"
-    texts = " | ".join(r.text or "" for r in ack.reasons)
-    return [r.code for r in ack.reasons], texts
+    # the document's reasons, then those of each rejected TimeSeries
+    reasons = [*ack.reasons, *(r for ts in ack.rejected_time_series for r in ts.reasons)]
+    texts = " | ".join(r.text or "" for r in reasons)
+    return [r.code for r in reasons], texts
 
 
 @pytest.mark.parametrize(
@@ -699,3 +704,149 @@ async def test_a_document_the_iso_rejects_in_its_acknowledgement_is_not_counted_
         await asyncio.sleep(0.05)
     assert row is not None and row.status == "failed"
     assert "A59 no order with that mRID is open" in (row.last_error or "")
+
+
+def over_midnight() -> datetime:
+    """The quarter hour before the market's next local midnight but one (tomorrow's)."""
+    zone = ZoneInfo("Europe/Amsterdam")
+    tomorrow = datetime.now(zone).date() + timedelta(days=2)
+    midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone)
+    return midnight.astimezone(UTC) - timedelta(minutes=15)
+
+
+async def orders_of(world: World, count: int) -> list[FlexOrder]:
+    for _ in range(200):
+        orders = [m for m in world.agr.received if isinstance(m, FlexOrder)]
+        if len(orders) >= count:
+            return sorted(orders, key=lambda o: o.period)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} orders expected, got {len(orders)}")
+
+
+@pytest.mark.parametrize("second", [Result.ACCEPTED, Result.REJECTED])
+async def test_a_time_series_over_two_days_is_two_orders_and_one_a41(
+    world: World, second: Result
+) -> None:
+    mrid, series, body = activation_of(over_midnight(), timedelta(minutes=15), ["0.1", "0.1"])
+    status, answer = await post(world, body)
+    assert status == 200 and [r.code for r in parse(answer).reasons] == ["A01"]  # type: ignore[union-attr]
+    first, last = await orders_of(world, 2)
+    assert last.period == first.period + timedelta(days=1)
+    assert list(first.power_by_isp()) == [96] and list(last.power_by_isp()) == [1]
+    for order, result in ((first, Result.ACCEPTED), (last, second)):
+        reply = FlexOrderResponse(
+            envelope=replace_envelope(order),
+            reference_message_id=order.envelope.message_id,
+            result=result,
+            rejection_reason=None if result is Result.ACCEPTED else "battery offline",
+        )
+        assert await world.agr.send(reply) == (200, "")
+        if order is first:
+            await asyncio.sleep(0.3)
+            assert world.iso.received == []  # the TimeSeries is not answered by half
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    await asyncio.sleep(0.3)
+    (a41,) = [parse(raw) for raw in world.iso.received]
+    assert isinstance(a41, ActivationDocument) and a41.order_mrid == mrid
+    ((answered, status_code),) = [(s.mrid, s.status) for s in a41.time_series]
+    assert answered == series
+    if second is Result.ACCEPTED:
+        assert status_code == "A07"
+    else:
+        assert status_code == "A11"
+        (reason,) = a41.time_series[0].reasons
+        assert reason.text is not None and "battery offline" in reason.text
+        assert last.envelope.message_id in reason.text
+
+
+async def test_a_time_series_over_two_days_over_mqtt_only_gets_one_a41(world: World) -> None:
+    directory = world.gateway.pipeline.directory
+    mqtt_only = replace(directory.participants["agr"], endpoint=None)
+    directory.participants["agr"] = directory.by_domain[AGR] = mqtt_only
+    directory.by_cim_resource[RESOURCE] = (mqtt_only, directory.by_cim_resource[RESOURCE][1])
+    _, series, body = activation_of(over_midnight(), timedelta(minutes=15), ["0.1", "0.1"])
+    assert (await post(world, body))[0] == 200
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    await asyncio.sleep(0.5)
+    (a41,) = [parse(raw) for raw in world.iso.received]
+    assert isinstance(a41, ActivationDocument)
+    assert [(s.mrid, s.status) for s in a41.time_series] == [(series, "A07")]
+
+
+async def bid_on_need(world: World, megawatts: str) -> tuple[FlexOffer, ReserveBidDocument]:
+    """The ISO states a need, the aggregator offers it in full: the bid the ISO receives."""
+    _, body = need(megawatts)
+    assert (await post(world, body))[0] == 200
+    request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
+    assert isinstance(request, FlexRequest)
+    offer = offer_on(request, "42.50", -int(Decimal(megawatts) * 1_000_000))
+    assert await world.agr.send(offer) == (200, "")
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    bid = parse(world.iso.received[0])
+    assert isinstance(bid, ReserveBidDocument)
+    world.iso.received.clear()
+    world.iso.arrived.clear()
+    return offer, bid
+
+
+async def test_the_iso_activates_a_forwarded_bid_and_the_aggregator_gets_an_order_of_its_offer(
+    world: World,
+) -> None:
+    offer, bid = await bid_on_need(world, "0.15")
+    (series,) = bid.bid_time_series
+    assert series.registered_resource == CodedId(RESOURCE, "NNO")  # the need's, named back
+    assert series.mrid == f"{offer.envelope.message_id}-1"
+    start = series.periods[0].interval.start
+    mrid, _, body = activation_of(
+        start, timedelta(minutes=15), ["0.15", "0.15"], series=series.mrid
+    )
+    status, answer = await post(world, body)
+    assert status == 200 and [r.code for r in parse(answer).reasons] == ["A01"]  # type: ignore[union-attr]
+    order = await world.agr.wait_for(is_order)
+    assert isinstance(order, FlexOrder)
+    assert order.flex_offer_message_id == offer.envelope.message_id
+    assert order.option_reference == "A" and order.price == Decimal("42.50")
+    assert order.unsolicited is None
+    assert order.envelope.conversation_id == offer.envelope.conversation_id
+    assert order.power_by_isp() == {i.start: -150_000 for i in offer.options[0].isps}
+    reply = FlexOrderResponse(
+        envelope=replace_envelope(order),
+        reference_message_id=order.envelope.message_id,
+        result=Result.ACCEPTED,
+    )
+    assert await world.agr.send(reply) == (200, "")
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    a41 = parse(world.iso.received[0])
+    assert isinstance(a41, ActivationDocument) and a41.order_mrid == mrid
+    assert [(s.mrid, s.status) for s in a41.time_series] == [(series.mrid, "A07")]
+
+    # the offer is ordered: activating its bid again is refused by the market rules
+    _, _, again = activation_of(start, timedelta(minutes=15), ["0.15", "0.15"], series=series.mrid)
+    codes, texts = await refused(world, again)
+    assert "999" in codes and "already" in texts
+
+
+async def test_a_forwarded_bid_is_activated_whole_or_not_at_all(world: World) -> None:
+    _, bid = await bid_on_need(world, "0.15")
+    (series,) = bid.bid_time_series
+    start = series.periods[0].interval.start
+    for quantities, direction in ((["0.1", "0.15"], "A01"), (["0.15", "0.15"], "A02")):
+        _, _, body = activation_of(
+            start, timedelta(minutes=15), quantities, series=series.mrid, direction=direction
+        )
+        codes, texts = await refused(world, body)
+        assert series.mrid in texts
+        assert ("A42" if direction == "A01" else "A59") in codes
+    await asyncio.sleep(0.3)
+    assert not [m for m in world.agr.received if isinstance(m, FlexOrder)]
+
+
+async def test_a_bid_id_that_gridgate_never_sent_the_iso_activates_nothing(world: World) -> None:
+    _, _, body = activation_of(
+        next_quarter(), timedelta(minutes=15), ["0.1"], series=f"{uuid.uuid4()}-1"
+    )
+    # it names RESOURCE too: an mRID that only looks like a bid's activates the resource
+    status, answer = await post(world, body)
+    assert status == 200 and [r.code for r in parse(answer).reasons] == ["A01"]  # type: ignore[union-attr]
+    order = await world.agr.wait_for(is_order)
+    assert isinstance(order, FlexOrder) and order.flex_offer_message_id is None
