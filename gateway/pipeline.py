@@ -1504,6 +1504,81 @@ class Pipeline:
             )
             return list(keys)
 
+    async def record_document(
+        self,
+        document: Document,
+        messages: Sequence[Message],
+        answer: bytes,
+        detail: dict[str, Any],
+    ) -> None:
+        """Store what a document brings gridgate without sending anything on (an LDC's meter
+        readings as Metering): the document, a row per message with its facts (so later
+        revisions and settlement find them) and one audit entry with the content, in one
+        transaction. Raises DuplicateKey when the document's key was stored before."""
+        now = self.clock()
+        origin = document.origin
+        sender = f"{document.protocol}:{origin.id}"
+        rows: list[dict[str, Any]] = [
+            {
+                "protocol": document.protocol,
+                "kind": document.kind,
+                "message_id": document.key,
+                "conversation_id": document.key,
+                "sender_domain": sender,
+                "recipient_domain": self.domain,
+                "digest": hashlib.sha256(document.raw).hexdigest(),
+                "received_at": now,
+                "decision": "accepted",
+                "reference": None,
+                "subject": None,
+                "period": None,
+                "revision": None,
+                "expires_at": None,
+            }
+        ]
+        for message in messages:
+            e = message.envelope
+            rows.append(
+                facts_of(message).row()
+                | {
+                    "protocol": document.protocol,
+                    "kind": message.kind.value,
+                    "message_id": e.message_id,
+                    "conversation_id": e.conversation_id,
+                    "sender_domain": e.sender_domain,
+                    "recipient_domain": e.recipient_domain,
+                    "digest": "",
+                    "received_at": now,
+                    "decision": "accepted",
+                    # what carried it in: the document, by key
+                    "reference": f"{sender}/{document.key}"[:255],
+                }
+            )
+        await self.writer.submit(
+            Unit(
+                messages=rows,
+                audit=[
+                    AuditDraft(
+                        event="document.accepted",
+                        actor=origin.id,
+                        detail={
+                            "protocol": document.protocol,
+                            "kind": document.kind,
+                            "document": document.key,
+                            **detail,
+                            # the answer as sent, so a resubmission gets the same one
+                            "acknowledgement": answer.decode("utf-8", "replace"),
+                        },
+                        message_id=document.key,
+                        conversation_id=document.key,
+                        body=document.raw,
+                        ts=now,
+                    )
+                ],
+            )
+        )
+        self._count("document:accepted")
+
     async def refuse_document(
         self,
         protocol: str,

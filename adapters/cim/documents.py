@@ -436,6 +436,14 @@ class MeterReading:
     interval_blocks: tuple[IntervalBlock, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyError:
+    """A `Reply/Error` of a 61968-100 reply: what was wrong with one part of a request."""
+
+    code: str  # a 61968-100 error code, e.g. "2.4" (invalid data), "2.10" (object not found)
+    details: str | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeterReadingsDocument:
     """A MeterReadings message: the 61968-100 header and the payload's meter readings."""
@@ -447,6 +455,7 @@ class MeterReadingsDocument:
     timestamp: datetime | None = None  # Header/Timestamp
     source: str | None = None  # Header/Source
     reply_result: str | None = None  # Reply/Result (OK / PARTIAL / FAILED) for verb "reply"
+    reply_errors: tuple[ReplyError, ...] = ()  # Reply/Error, for verb "reply"
     meter_readings: tuple[MeterReading, ...] = ()
 
 

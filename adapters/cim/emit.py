@@ -499,7 +499,15 @@ def _meter_readings(w: _Writer, document: MeterReadingsDocument) -> etree._Eleme
     if document.correlation_id is not None:
         w.add(header, "CorrelationID", document.correlation_id, ns=MESSAGE_NS)
     if document.reply_result is not None:
-        w.add(w.add(root, "Reply"), "Result", document.reply_result, ns=MESSAGE_NS)
+        reply = w.add(root, "Reply")
+        w.add(reply, "Result", document.reply_result, ns=MESSAGE_NS)
+        for error in document.reply_errors:
+            element = w.add(reply, "Error", ns=MESSAGE_NS)
+            w.add(element, "code", error.code, ns=MESSAGE_NS)
+            if error.details is not None:
+                w.add(element, "details", error.details, ns=MESSAGE_NS)
+    if document.verb == "reply" and not document.meter_readings:
+        return root  # a reply that returns no readings has no Payload
     readings = w.add(w.add(root, "Payload"), "MeterReadings", ns=METER_READINGS_NS)
     m = METER_READINGS_NS
     for reading in document.meter_readings:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -28,13 +29,16 @@ from adapters.cim.documents import (
     ActivationDocument,
     CodedId,
     Direction,
+    MeterReadingsDocument,
     Participant,
     Reason,
     ReceivedDocument,
     RejectedTimeSeries,
+    ReplyError,
     ReserveBidDocument,
 )
 from adapters.cim.emit import emit
+from adapters.cim.metering import INVALID_DATA, MeteringMarket, metering_of
 from adapters.cim.parse import parse
 from adapters.cim.reasons import CimReason, CimRejection, InboundDocument
 from adapters.cim.translate import (
@@ -50,9 +54,18 @@ from adapters.cim.translate import (
     offer_bid,
     read_bid_id,
 )
+from adapters.cim.versions import METER_READINGS_MESSAGE_NS
 from gateway.config import PartyCode
-from gateway.model import FlexOffer, FlexOrder, FlexRequest, FlexResponse, Result, Role
-from gateway.pipeline import Document, Outcome
+from gateway.model import (
+    FlexOffer,
+    FlexOrder,
+    FlexRequest,
+    FlexResponse,
+    Metering,
+    Result,
+    Role,
+)
+from gateway.pipeline import Document, Outcome, format_duration
 from gateway.routing import Participant as GatewayParticipant
 from gateway.store.writer import DuplicateKey
 
@@ -64,6 +77,8 @@ PROTOCOL = "cim"
 GRID_REASON = "B46"  # Internal congestion (StandardReasonCodeTypeList)
 ORDER_REASON = "999"  # another rule of the order (its text names it)
 ACTIVATION_ORDERS = {"A39", "A40"}
+# the verbs of a MeterReadings request gridgate carries out (an LDC's meter data system)
+METER_READINGS_REQUESTS = {"create", "created", "change", "changed"}
 # the codingScheme of a resource's CIM code from the operator config (A01: EIC)
 RESOURCE_CODING_SCHEME = "A01"
 # the role gridgate writes for itself where the document it answers named none (A39: data
@@ -86,6 +101,11 @@ class CimIngress:
             currency=settings.gateway.currency,
             domain=settings.gateway.uftp_domain,
         )
+        self.metering_market = MeteringMarket(
+            isp=settings.market.isp,
+            time_zone=settings.market.time_zone,
+            domain=settings.gateway.uftp_domain,
+        )
         self.max_bytes = settings.gateway.max_body_bytes
         self.validity = timedelta(hours=settings.outbox.default_validity_hours)
         gateway.pipeline.answer_handlers[PROTOCOL] = self.answered
@@ -97,6 +117,8 @@ class CimIngress:
         pipeline = self.gateway.pipeline
         try:
             document = parse(raw, max_bytes=self.max_bytes)
+            if isinstance(document, MeterReadingsDocument):
+                return await self._meter_readings(document, raw, origin)
             self._identify(document, origin)
             is_order = (
                 isinstance(document, ActivationDocument) and document.type in ACTIVATION_ORDERS
@@ -118,7 +140,11 @@ class CimIngress:
                     inbound=_inbound(document),
                 )
         except CimRejection as rejection:
-            ack = self._refusal(rejection, origin)
+            if rejection.inbound.namespace == METER_READINGS_MESSAGE_NS:
+                # a 61968-100 request is answered in kind, not with an ESMP acknowledgement
+                ack = emit(_reply(None, "FAILED", (ReplyError(INVALID_DATA, rejection.detail),)))
+            else:
+                ack = self._refusal(rejection, origin)
             await pipeline.refuse_document(
                 PROTOCOL, origin, raw, rejection.reason, rejection.detail, ack
             )
@@ -170,6 +196,80 @@ class CimIngress:
         except DuplicateKey:
             return await self._resubmitted(carried, document)
         return ack
+
+    async def _meter_readings(
+        self, document: MeterReadingsDocument, raw: bytes, origin: GatewayParticipant
+    ) -> bytes:
+        """An LDC's interval readings become Metering (for settlement), stored and audited;
+        the answer is the IEC 61968-100 reply: OK, PARTIAL (with an Error per refused
+        MeterReading) or FAILED."""
+        pipeline = self.gateway.pipeline
+        problem: tuple[CimReason, str] | None = None
+        if document.verb not in METER_READINGS_REQUESTS:
+            problem = (
+                CimReason.DOCUMENT_CANNOT_BE_PROCESSED_BY_RECEIVING_SYSTEM,
+                f"Header/Verb {document.verb}: gridgate takes meter readings sent with "
+                f"{', '.join(sorted(METER_READINGS_REQUESTS))}",
+            )
+        elif origin.role is not Role.DSO:
+            problem = (
+                CimReason.SENDER_IDENTIFICATION_AND_OR_ROLE_INVALID,
+                f"{origin.id} is a {origin.role}: only an LDC sends meter readings",
+            )
+        elif not document.message_id:
+            problem = (
+                CimReason.MANDATORY_ATTRIBUTES_MISSING,
+                "Header/MessageID is required: it tells a resubmission from new readings",
+            )
+        if problem is not None:
+            reply = emit(
+                _reply(document.message_id, "FAILED", (ReplyError(INVALID_DATA, problem[1]),))
+            )
+            await pipeline.refuse_document(PROTOCOL, origin, raw, problem[0], problem[1], reply)
+            return reply
+        assert document.message_id is not None
+        meterings, errors = metering_of(
+            document, origin, pipeline.directory, self.metering_market, pipeline.clock()
+        )
+        numbered = [
+            replace(m, revision=await pipeline.references.next_revision(m)) for m in meterings
+        ]
+        result = "OK" if not errors else "PARTIAL" if numbered else "FAILED"
+        reply = emit(_reply(document.message_id, result, tuple(errors)))
+        if not numbered:
+            text = "; ".join(e.details or e.code for e in errors) or "no readings"
+            await pipeline.refuse_document(
+                PROTOCOL, origin, raw, CimReason.ERRORS_NOT_SPECIFICALLY_IDENTIFIED, text, reply
+            )
+            return reply
+        key = document.message_id
+        if len(key) > 60:  # a key fits the message table: a long MessageID is hashed
+            key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:57]
+        carried = Document(PROTOCOL, "MeterReadings", key, raw, origin)
+        detail = {
+            "metering": [_metering_detail(m) for m in numbered],
+            "errors": [{"code": e.code, "details": e.details} for e in errors],
+        }
+        try:
+            await pipeline.record_document(carried, numbered, reply, detail)
+        except DuplicateKey:
+            stored = await pipeline.stored_document(carried)
+            if stored is not None and stored[0] == hashlib.sha256(raw).hexdigest():
+                return stored[1]
+            text = (
+                f"Header/MessageID {document.message_id} was already received with other "
+                "readings: send them with a new MessageID"
+            )
+            reply = emit(_reply(document.message_id, "FAILED", (ReplyError(INVALID_DATA, text),)))
+            await pipeline.refuse_document(
+                PROTOCOL,
+                origin,
+                raw,
+                CimReason.MESSAGE_IDENTIFICATION_OR_VERSION_CONFLICT,
+                text,
+                reply,
+            )
+        return reply
 
     async def _forwarded_bids(
         self, document: ActivationDocument, origin: GatewayParticipant
@@ -450,6 +550,40 @@ class CimIngress:
             message_id=a41.mrid,
             result=response.result.value,
         )
+
+
+def _reply(
+    correlation_id: str | None, result: str, errors: tuple[ReplyError, ...]
+) -> MeterReadingsDocument:
+    """gridgate's IEC 61968-100 reply to a MeterReadings request."""
+    return MeterReadingsDocument(
+        verb="reply",
+        message_id=str(uuid.uuid4()),
+        correlation_id=correlation_id,
+        timestamp=_now(),
+        source="gridgate",
+        reply_result=result,
+        reply_errors=errors,
+    )
+
+
+def _metering_detail(metering: Metering) -> dict[str, object]:
+    """The metering data as the audit entry keeps it (settlement reads it from there)."""
+    return {
+        "message_id": metering.envelope.message_id,
+        "ean": metering.ean,
+        "period": metering.period.isoformat(),
+        "revision": metering.revision,
+        "isp_duration": format_duration(metering.isp_duration),
+        "profiles": [
+            {
+                "type": p.profile_type,
+                "unit": p.unit,
+                "isps": {str(i.start): str(i.value) for i in p.isps},
+            }
+            for p in metering.profiles
+        ],
+    }
 
 
 def _key(coded: CodedId) -> tuple[str, str]:

@@ -50,6 +50,7 @@ from adapters.cim.documents import (
     Reason,
     ReceivedDocument,
     RejectedTimeSeries,
+    ReplyError,
     ReserveAllocationResultDocument,
     ReserveBidDocument,
     TimeInterval,
@@ -820,7 +821,9 @@ def _meter_readings(r: _Reader) -> MeterReadingsDocument:
     root = r.root
     header = r.find(root, "Header")
     reply = r.maybe(root, "Reply")
-    payload = r.find(r.find(root, "Payload"), "MeterReadings", METER_READINGS_NS)
+    # only a reply may come without readings (the profile holds requests to their Payload)
+    carrier = r.maybe(root, "Payload")
+    payload = None if carrier is None else r.find(carrier, "MeterReadings", METER_READINGS_NS)
     timestamp = r.maybe(header, "Timestamp", MESSAGE_NS)
     return MeterReadingsDocument(
         version=r.version.version,
@@ -832,7 +835,15 @@ def _meter_readings(r: _Reader) -> MeterReadingsDocument:
         else r.time(timestamp, parse_zoned, CimReason.ERRORS_NOT_SPECIFICALLY_IDENTIFIED),
         source=r.opt(header, "Source", MESSAGE_NS),
         reply_result=None if reply is None else r.text(reply, "Result", MESSAGE_NS),
-        meter_readings=tuple(
+        reply_errors=()
+        if reply is None
+        else tuple(
+            ReplyError(r.text(error, "code", MESSAGE_NS), r.opt(error, "details", MESSAGE_NS))
+            for error in r.all(reply, "Error", MESSAGE_NS)
+        ),
+        meter_readings=()
+        if payload is None
+        else tuple(
             _meter_reading(r, element)
             for element in r.all(payload, "MeterReading", METER_READINGS_NS)
         ),

@@ -71,6 +71,7 @@ from tests.gateway.conftest import public_b64, secret_b64
 GRIDGATE = "gridgate.example.com"
 GRIDGATE_EIC = "10X-GRIDGATE---X"
 ISO_EIC = "10X1001A1001A38Y"
+LDC_EIC = "10X1001A1001B54W"
 AGR = "agr.example.com"
 CP = "ean.871685900012636543"
 RESOURCE = "NOKG90901"
@@ -100,6 +101,19 @@ class World:
     iso: Iso
     agr: UftpPeer
     centre: ControlCentre
+    ldc_tls: ssl.SSLContext
+
+
+def client_tls(ca: trustme.CA, name: str) -> tuple[ssl.SSLContext, str]:
+    """A client's TLS context with a certificate `ca` issued, and its SHA-256 fingerprint."""
+    cert = ca.issue_cert(name)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    cert.configure_cert(context)
+    der = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes()).public_bytes(
+        Encoding.DER
+    )
+    return context, hashlib.sha256(der).hexdigest()
 
 
 @pytest.fixture
@@ -110,13 +124,8 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
         str(tmp_path / "server.pem")
     )
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    iso_cert = ca.issue_cert("iso.example.com")
-    iso_tls = ssl.create_default_context()
-    ca.configure_trust(iso_tls)
-    iso_cert.configure_cert(iso_tls)
-    der = x509.load_pem_x509_certificate(iso_cert.cert_chain_pems[0].bytes()).public_bytes(
-        Encoding.DER
-    )
+    iso_tls, iso_fingerprint = client_tls(ca, "iso.example.com")
+    ldc_tls, ldc_fingerprint = client_tls(ca, "ldc.example.com")
 
     iso = Iso()
     iso_app = web.Application()
@@ -159,12 +168,14 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
                     "id": "iso",
                     "role": "ISO",
                     "cim_parties": [{"coding_scheme": "A01", "code": ISO_EIC}],
-                    "client_certificate_sha256": hashlib.sha256(der).hexdigest(),
+                    "client_certificate_sha256": iso_fingerprint,
                     "cim_endpoint": f"http://127.0.0.1:{iso_port}/cim",
                 },
                 {
                     "id": "ldc",
                     "role": "DSO",
+                    "cim_parties": [{"coding_scheme": "A01", "code": LDC_EIC}],
+                    "client_certificate_sha256": ldc_fingerprint,
                     "congestion_points": [{"ean": CP, "limit_w": LIMIT}],
                 },
                 {
@@ -205,7 +216,7 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
     )
     await centre.start()
     try:
-        yield World(gateway, url, iso_tls, iso, agr, centre)
+        yield World(gateway, url, iso_tls, iso, agr, centre, ldc_tls)
     finally:
         await centre.stop()
         await gateway.stop()

@@ -34,6 +34,7 @@ from adapters.cim.documents import (
     Reason,
     ReceivedDocument,
     RejectedTimeSeries,
+    ReplyError,
     ReserveAllocationResultDocument,
     ReserveBidDocument,
     TimeInterval,
@@ -413,7 +414,10 @@ def meter_readings(verb: str = "created") -> MeterReadingsDocument:
         correlation_id="get-2026-11-28" if verb == "reply" else None,
         timestamp=datetime(2026, 11, 28, 6, 0, 0, 125000, tzinfo=UTC),
         source="MDMS",
-        reply_result="OK" if verb == "reply" else None,
+        reply_result="PARTIAL" if verb == "reply" else None,
+        reply_errors=(ReplyError("2.10", "UsagePoint 871685900012636550: no such connection"),)
+        if verb == "reply"
+        else (),
         meter_readings=(
             MeterReading(
                 meter="MTR-000123",
@@ -458,4 +462,8 @@ def every_document() -> dict[str, CimDocument]:
     documents["reserveallocationresult-6.5"] = allocation_result()
     for verb in ("created", "changed", "create", "change", "reply"):
         documents[f"meterreadings-{verb}"] = meter_readings(verb)
+    # gridgate's own reply to an LDC: no readings returned, so no Payload
+    documents["meterreadings-reply-failed"] = dataclasses.replace(
+        meter_readings("reply"), reply_result="FAILED", meter_readings=()
+    )
     return documents
