@@ -180,6 +180,9 @@ class Receipt:
 # (the answer as it arrived, the answer, the originating document's bytes, its sender, the tag
 # of the order in that document)
 AnswerHandler = Callable[["Inbound", "FlexResponse | FlexOffer", bytes, Participant, str], None]
+# an aggregator accepted an order: (the answer in flight, the order, who ordered it — a DSO,
+# or the sender of the document gridgate carried out with it)
+SelectionHandler = Callable[["Inbound", "FlexOrder", Participant], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +285,7 @@ class Pipeline:
         # per protocol of an originating document: answers the document's sender when an
         # aggregator answers an order gridgate sent for it (the adapter registers it)
         self.answer_handlers: dict[str, AnswerHandler] = {}
+        self.selection_handlers: list[SelectionHandler] = []
         # answers to gridgate's orders in flight, and the tags answered as a whole (of orders
         # that carry out one tag of a document together)
         self._answering: dict[str, FlexOrderResponse] = {}
@@ -733,12 +737,36 @@ class Pipeline:
             if not recipient.endpoint:
                 # a control centre reached only over MQTT: gridgate confirms the order
                 self.answer(msg, Result.ACCEPTED, None)
+                self._selected(msg, message, msg.sender)
         elif not recipient.endpoint and message.kind not in ANSWER_KINDS:
             raise Rejection(
                 self.reasons.NO_ROUTE,
                 f"{recipient.id} has no UFTP endpoint configured to receive a {message.kind}",
             )
+        elif (
+            isinstance(message, FlexOrderResponse)
+            and message.result is Result.ACCEPTED
+            and self.selection_handlers
+        ):
+            return self._order_accepted(msg, message, recipient)
         return None
+
+    async def _order_accepted(
+        self, msg: Inbound, response: FlexOrderResponse, orderer: Participant
+    ) -> None:
+        """An aggregator accepted `orderer`'s order: tell the selection handlers."""
+        e = response.envelope
+        order = await self.references.stored(
+            (response.reference_message_id, e.recipient_domain, e.sender_domain)
+        )
+        if isinstance(order, FlexOrder):
+            self._selected(msg, order, orderer)
+
+    def _selected(self, msg: Inbound, order: FlexOrder, orderer: Participant | None) -> None:
+        if orderer is None:
+            return
+        for handler in self.selection_handlers:
+            handler(msg, order, orderer)
 
     # -- helpers of the steps --------------------------------------------------------------
 
@@ -856,6 +884,11 @@ class Pipeline:
                 return
             response = combined
         handler(msg, response, document.body, origin, tag)
+        if isinstance(msg.message, FlexOrderResponse) and msg.message.result is Result.ACCEPTED:
+            order_id = msg.message.reference_message_id
+            ordered = await self.references.stored((order_id, self.domain, e.sender_domain))
+            if isinstance(ordered, FlexOrder):
+                self._selected(msg, ordered, origin)
 
     async def _answer_of_tag(
         self, msg: Inbound, reference: str, response: FlexOrderResponse
@@ -1355,6 +1388,8 @@ class Pipeline:
                         result=Result.ACCEPTED,
                     )
                     handler(msg, confirmed, document.raw, origin, tag)
+                if not recipient.endpoint:
+                    self._selected(msg, order, origin)
             unit.ledger += msg.unit.ledger
             unit.outbox += msg.unit.outbox
             out += msg.out

@@ -53,6 +53,7 @@ from adapters.cim.translate import (
     need_requests,
     offer_bid,
     read_bid_id,
+    selection_result,
 )
 from adapters.cim.versions import METER_READINGS_MESSAGE_NS
 from gateway.config import PartyCode
@@ -109,6 +110,7 @@ class CimIngress:
         self.max_bytes = settings.gateway.max_body_bytes
         self.validity = timedelta(hours=settings.outbox.default_validity_hours)
         gateway.pipeline.answer_handlers[PROTOCOL] = self.answered
+        gateway.pipeline.selection_handlers.append(self.selected)
 
     # -- in ----------------------------------------------------------------------------------
 
@@ -422,17 +424,17 @@ class CimIngress:
                 return CodedId(code, scheme)
         return None
 
-    def _resource_of(self, offer: FlexOffer) -> CodedId | None:
-        """The one resource with a CIM code the offering aggregator has at the offer's
-        congestion point (what its bids name); None if it has none or several."""
+    def _resource_at(self, agr_domain: str, congestion_point: str) -> CodedId | None:
+        """The one resource with a CIM code an aggregator has at a congestion point (what
+        its bids and selections name); None if it has none or several."""
         directory = self.gateway.pipeline.directory
-        agr = directory.by_domain.get(offer.envelope.sender_domain)
+        agr = directory.by_domain.get(agr_domain)
         codes = {
             resource.cim_id
-            for code, (owner, resource) in directory.by_cim_resource.items()
+            for owner, resource in directory.by_cim_resource.values()
             if agr is not None
             and owner.id == agr.id
-            and resource.congestion_point == offer.congestion_point
+            and resource.congestion_point == congestion_point
             and resource.cim_id
         }
         return CodedId(codes.pop(), RESOURCE_CODING_SCHEME) if len(codes) == 1 else None
@@ -489,6 +491,43 @@ class CimIngress:
             out.append(Congested(series.mrid, headroom, decision.reason, ldc))
         return out
 
+    # -- out: a DSO's selection, to the ISO ---------------------------------------------------
+
+    def selected(self, msg: Inbound, order: FlexOrder, orderer: GatewayParticipant) -> None:
+        """An aggregator accepted a DSO's order (UFTP, or an LDC's activation in CIM): every
+        ISO with a CIM endpoint gets the selection as a ReserveAllocationResult, when the
+        congestion point has an area (`cim_domain`) to place it in."""
+        if orderer.role is not Role.DSO:
+            return  # an ISO's own activation is no news to the ISO
+        directory = self.gateway.pipeline.directory
+        point = directory.congestion_points.get(order.congestion_point)
+        if point is None or point.cim_domain is None:
+            return
+        agr = directory.by_domain.get(order.envelope.recipient_domain)
+        provider = self._party_of(agr) if agr is not None else None
+        for iso in directory.participants.values():
+            code = self._party_of(iso) if iso.role is Role.ISO else None
+            if code is None or not iso.cim_endpoint:
+                continue
+            result = selection_result(
+                order,
+                point.cim_domain,
+                self.me,
+                code,
+                provider,
+                self._resource_at(order.envelope.recipient_domain, order.congestion_point),
+                _now(),
+            )
+            self.gateway.pipeline.send(
+                msg,
+                what="A38 selection result",
+                channel=PROTOCOL,
+                destination=iso.cim_endpoint,
+                recipient=iso.id,
+                payload=emit(result),
+                message_id=result.mrid,
+            )
+
     # -- out: the aggregator answered --------------------------------------------------------
 
     def answered(
@@ -508,7 +547,12 @@ class CimIngress:
                 return  # an offer answers a request, which only a need gives rise to
             if origin.cim_endpoint and any(s.mrid == tag for s in document.bid_time_series):
                 bid = offer_bid(
-                    response, document, tag, self.me, _now(), self._resource_of(response)
+                    response,
+                    document,
+                    tag,
+                    self.me,
+                    _now(),
+                    self._resource_at(response.envelope.sender_domain, response.congestion_point),
                 )
                 self.gateway.pipeline.send(
                     msg,

@@ -49,6 +49,8 @@ from adapters.cim.documents import (
     ActivationDocument,
     ActivationStatus,
     ActivationTimeSeries,
+    AllocationPoint,
+    AllocationTimeSeries,
     BidAvailabilityDocument,
     BidAvailabilityTimeSeries,
     BidPoint,
@@ -60,6 +62,7 @@ from adapters.cim.documents import (
     Period,
     Point,
     Reason,
+    ReserveAllocationResultDocument,
     ReserveBidDocument,
     TimeInterval,
 )
@@ -79,6 +82,7 @@ from gateway.model import (
 from gateway.routing import Directory
 from gateway.routing import Participant as GatewayParticipant
 
+REDISPATCH_PROCESS = "A41"  # StandardProcessTypeList: redispatch process
 WATTS_PER = {MeasureUnit.MW.value: Decimal(1_000_000), MeasureUnit.KW.value: Decimal(1_000)}
 
 
@@ -611,7 +615,9 @@ def bid_availability(
         mrid=str(uuid.uuid4()),
         revision=1,
         type="B45",
-        process_type=bid.process_type,
+        # required here, optional in a need: a need that names no process is a DSO's
+        # congestion need, and the redispatch process is the one such bids serve
+        process_type=bid.process_type or REDISPATCH_PROCESS,
         sender=bid.sender,
         receiver=bid.receiver,
         created=now.astimezone(UTC).replace(microsecond=0),
@@ -631,6 +637,61 @@ def bid_availability(
             )
             for c in congested
         ),
+    )
+
+
+def selection_result(
+    order: FlexOrder,
+    domain: str,
+    me: PartyCode,
+    iso: CodedId,
+    provider: CodedId | None,
+    resource: CodedId | None,
+    now: datetime,
+) -> ReserveAllocationResultDocument:
+    """The ReserveAllocationResult (A38) that tells an ISO what a DSO selected in its area:
+    the power of an order its aggregator accepted, per ISP, in the congestion point's area
+    (`domain`, an EIC), so that the ISO's balance and its own needs count it.
+
+    One TimeSeries per direction (businessType A85, internal redispatch; process A41,
+    redispatch), mRID the order's MessageID (with `-down` for the downward part), its points
+    in MW at the market's resolution; the aggregator (`provider`) as the tendering party."""
+    powers = order.activated_power_by_isp()
+    first, last = min(powers), max(powers)
+    start, end = order.isp_start(first), order.isp_start(last + 1)
+    area = CodedId(domain, "A01")
+    series = []
+    for direction, sign in ((Direction.UP, -1), (Direction.DOWN, 1)):
+        if not any(p * sign > 0 for p in powers.values()):
+            continue
+        points = tuple(
+            AllocationPoint(position, Decimal(max(powers.get(i, 0) * sign, 0)) / WATTS_PER["MAW"])
+            for position, i in enumerate(range(first, last + 1), start=1)
+        )
+        series.append(
+            AllocationTimeSeries(
+                mrid=order.envelope.message_id + ("" if direction is Direction.UP else "-down"),
+                business_type="A85",
+                acquiring_domain=area,
+                connecting_domain=area,
+                quantity_unit=MeasureUnit.MW.value,
+                direction=direction.value,
+                periods=(Period(TimeInterval(start, end), order.isp_duration, points),),
+                tendering_party=provider,
+                registered_resource=resource,
+            )
+        )
+    return ReserveAllocationResultDocument(
+        mrid=str(uuid.uuid4()),
+        revision=1,
+        type="A38",
+        process_type=REDISPATCH_PROCESS,
+        sender=Participant(CodedId(me.code, me.coding_scheme), "A39"),
+        receiver=Participant(iso, "A04"),
+        created=now.astimezone(UTC).replace(microsecond=0),
+        period=TimeInterval(start, end),
+        domain=area,
+        time_series=tuple(series),
     )
 
 
@@ -677,4 +738,5 @@ __all__ = [
     "activation_response",
     "isp_powers",
     "power_intervals",
+    "selection_result",
 ]

@@ -40,6 +40,7 @@ from adapters.cim.documents import (
     BidTimeSeries,
     CodedId,
     Reason,
+    ReserveAllocationResultDocument,
     ReserveBidDocument,
     TimeInterval,
 )
@@ -52,6 +53,7 @@ from adapters.uftp.peer import UftpPeer
 from gateway.app import Gateway
 from gateway.config import settings_from_dict
 from gateway.model import (
+    Envelope,
     FlexOffer,
     FlexOfferResponse,
     FlexOrder,
@@ -73,6 +75,8 @@ GRIDGATE_EIC = "10X-GRIDGATE---X"
 ISO_EIC = "10X1001A1001A38Y"
 LDC_EIC = "10X1001A1001B54W"
 AGR = "agr.example.com"
+LDC = "ldc.example.com"
+AREA = "10Y1001A1001A48H"  # the congestion point's area (connecting_Domain)
 CP = "ean.871685900012636543"
 RESOURCE = "NOKG90901"
 LIMIT = 400_000
@@ -102,6 +106,7 @@ class World:
     agr: UftpPeer
     centre: ControlCentre
     ldc_tls: ssl.SSLContext
+    dso: UftpPeer  # the LDC's UFTP side
 
 
 def client_tls(ca: trustme.CA, name: str) -> tuple[ssl.SSLContext, str]:
@@ -110,9 +115,7 @@ def client_tls(ca: trustme.CA, name: str) -> tuple[ssl.SSLContext, str]:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     cert.configure_cert(context)
-    der = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes()).public_bytes(
-        Encoding.DER
-    )
+    der = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes()).public_bytes(Encoding.DER)
     return context, hashlib.sha256(der).hexdigest()
 
 
@@ -136,10 +139,23 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
     await site.start()
     iso_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    keys = {n: Ed25519PrivateKey.generate() for n in ("gridgate", "agr")}
+    keys = {n: Ed25519PrivateKey.generate() for n in ("gridgate", "agr", "ldc")}
     (tmp_path / "gw.key").write_text(secret_b64(keys["gridgate"]))
-    agr = UftpPeer(AGR, Role.AGR, keys["agr"], {GRIDGATE: keys["gridgate"].public_key()})
+    agr = UftpPeer(
+        AGR,
+        Role.AGR,
+        keys["agr"],
+        {GRIDGATE: keys["gridgate"].public_key(), LDC: keys["ldc"].public_key()},
+    )
     await agr.start()
+    # the LDC also runs a UFTP DSO: it orders flexibility itself
+    dso = UftpPeer(
+        LDC,
+        Role.DSO,
+        keys["ldc"],
+        {GRIDGATE: keys["gridgate"].public_key(), AGR: keys["agr"].public_key()},
+    )
+    await dso.start()
     run = uuid.uuid4().hex[:10]
     prefix = f"test/gridgate/{run}/agr"
     settings = settings_from_dict(
@@ -176,7 +192,10 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
                     "role": "DSO",
                     "cim_parties": [{"coding_scheme": "A01", "code": LDC_EIC}],
                     "client_certificate_sha256": ldc_fingerprint,
-                    "congestion_points": [{"ean": CP, "limit_w": LIMIT}],
+                    "uftp_domain": LDC,
+                    "endpoint": dso.url,
+                    "public_keys": [public_b64(keys["ldc"])],
+                    "congestion_points": [{"ean": CP, "limit_w": LIMIT, "cim_domain": AREA}],
                 },
                 {
                     "id": "agr",
@@ -211,16 +230,21 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
     await agr._session.close()
     agr._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=agr_tls))
     agr.gateway_url = f"{url}/shapeshifter/api/v3/message"
+    assert dso._session is not None
+    await dso._session.close()
+    dso._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=agr_tls))
+    dso.gateway_url = agr.gateway_url
     centre = ControlCentre(
         f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}", prefix, "agr", client_id=f"cc-{run}"
     )
     await centre.start()
     try:
-        yield World(gateway, url, iso_tls, iso, agr, centre, ldc_tls)
+        yield World(gateway, url, iso_tls, iso, agr, centre, ldc_tls, dso)
     finally:
         await centre.stop()
         await gateway.stop()
         await agr.stop()
+        await dso.stop()
         await iso_runner.cleanup()
 
 
@@ -393,14 +417,13 @@ async def test_a_client_without_a_known_certificate_is_refused(world: World) -> 
 
 
 def replace_envelope(order: FlexOrder | FlexRequest) -> Any:
-    from gateway.model import Envelope
-
+    """The aggregator's envelope of an answer to `order`, to whoever sent it."""
     e = order.envelope
     return Envelope(
         message_id=str(uuid.uuid4()),
         conversation_id=e.conversation_id,
         sender_domain=AGR,
-        recipient_domain=GRIDGATE,
+        recipient_domain=e.sender_domain,
         sender_role=Role.AGR,
         timestamp=datetime.now(UTC),
         version=e.version,
@@ -861,3 +884,88 @@ async def test_a_bid_id_that_gridgate_never_sent_the_iso_activates_nothing(world
     assert status == 200 and [r.code for r in parse(answer).reasons] == ["A01"]  # type: ignore[union-attr]
     order = await world.agr.wait_for(is_order)
     assert isinstance(order, FlexOrder) and order.flex_offer_message_id is None
+
+
+async def iso_documents(world: World, count: int) -> list[Any]:
+    for _ in range(200):
+        if len(world.iso.received) >= count:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    return [parse(raw) for raw in world.iso.received]
+
+
+def accept(order: FlexOrder) -> FlexOrderResponse:
+    return FlexOrderResponse(
+        envelope=replace_envelope(order),
+        reference_message_id=order.envelope.message_id,
+        result=Result.ACCEPTED,
+    )
+
+
+async def test_a_dso_order_its_aggregator_accepts_reaches_the_iso_as_a_selection_result(
+    world: World,
+) -> None:
+    day = (datetime.now(ZoneInfo("Europe/Amsterdam")) + timedelta(days=1)).date()
+    order = FlexOrder(
+        envelope=Envelope(
+            message_id=str(uuid.uuid4()),
+            conversation_id=str(uuid.uuid4()),
+            sender_domain=LDC,
+            recipient_domain=AGR,
+            sender_role=Role.DSO,
+            timestamp=datetime.now(UTC),
+        ),
+        isp_duration=timedelta(minutes=15),
+        time_zone="Europe/Amsterdam",
+        period=day,
+        congestion_point=CP,
+        isps=(PowerIsp(40, -100_000, 2), PowerIsp(42, 50_000)),
+        price=Decimal("25.00"),
+        currency="EUR",
+        order_reference="dso-order-1",
+        unsolicited=True,
+    )
+    assert await world.dso.send(order) == (200, "")
+    received = await world.agr.wait_for(is_order)
+    assert isinstance(received, FlexOrder)
+    assert world.iso.received == []  # ordered is not selected: the aggregator has not said yes
+    assert await world.agr.send(accept(received)) == (200, "")
+    (result,) = await iso_documents(world, 1)
+    assert isinstance(result, ReserveAllocationResultDocument)
+    assert result.type == "A38" and result.receiver.mrid.value == ISO_EIC
+    assert result.domain.value == AREA
+    up, down = result.time_series
+    assert (up.mrid, up.direction, down.mrid, down.direction) == (
+        order.envelope.message_id,
+        "A01",
+        f"{order.envelope.message_id}-down",
+        "A02",
+    )
+    assert [p.quantity for p in up.periods[0].points] == [Decimal("0.1"), Decimal("0.1"), 0]
+    assert [p.quantity for p in down.periods[0].points] == [0, 0, Decimal("0.05")]
+    assert up.registered_resource == CodedId(RESOURCE, "A01")
+    assert up.periods[0].interval.start == order.isp_start(40)
+
+
+async def test_an_ldc_activation_is_reported_to_the_iso_once_accepted(world: World) -> None:
+    _, _, body = activation("0.1")
+    body = body.replace(ISO_EIC.encode(), LDC_EIC.encode())
+    status, answer = await post(world, body, tls=world.ldc_tls)
+    assert status == 200 and [r.code for r in parse(answer).reasons] == ["A01"]  # type: ignore[union-attr]
+    order = await world.agr.wait_for(is_order)
+    assert isinstance(order, FlexOrder)
+    assert await world.agr.send(accept(order)) == (200, "")
+    (result,) = await iso_documents(world, 1)
+    assert isinstance(result, ReserveAllocationResultDocument)
+    assert [s.direction for s in result.time_series] == ["A01"]
+
+
+async def test_the_isos_own_activation_is_no_selection_result_to_it(world: World) -> None:
+    _, _, body = activation("0.1")
+    assert (await post(world, body))[0] == 200
+    order = await world.agr.wait_for(is_order)
+    assert isinstance(order, FlexOrder)
+    assert await world.agr.send(accept(order)) == (200, "")
+    documents = await iso_documents(world, 1)
+    assert [type(d).__name__ for d in documents] == ["ActivationDocument"]  # the A41 only
