@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -65,7 +66,7 @@ from gateway.model import (
     Role,
 )
 from gateway.store.db import sessionmaker
-from gateway.store.models import OutboxEntry
+from gateway.store.models import AuditEntry, OutboxEntry
 from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
 from tests.conftest import require
 from tests.gateway.conftest import public_b64, secret_b64
@@ -440,6 +441,18 @@ async def refused(world: World, body: bytes) -> tuple[list[str], str]:
     # the document's reasons, then those of each rejected TimeSeries
     reasons = [*ack.reasons, *(r for ts in ack.rejected_time_series for r in ts.reasons)]
     texts = " | ".join(r.text or "" for r in reasons)
+    # every refusal is audited, with the document as received and the answer it got
+    async with sessionmaker(world.gateway.engine)() as session:
+        entry = await session.scalar(
+            select(AuditEntry).where(AuditEntry.body == body).order_by(AuditEntry.seq.desc())
+        )
+    assert entry is not None and entry.event == "document.rejected"
+    detail = json.loads(entry.detail)
+    if "outcomes" in detail:  # refused TimeSeries by TimeSeries: each decision is there
+        assert all(o["decision"] == "rejected" for o in detail["outcomes"])
+        assert detail["acknowledgement"] == answer.decode()
+    else:  # refused as a whole, with the rule
+        assert detail["rule"] and detail["answer"] == hashlib.sha256(answer).hexdigest()
     return [r.code for r in reasons], texts
 
 
