@@ -28,6 +28,7 @@ from gateway.store.db import create_engine, migrate
 from gateway.store.writer import Writer
 
 if TYPE_CHECKING:
+    from gateway.gridcheck.powerflow import PowerFlowCheck
     from gateway.pipeline import Catalogue, Codec, Pipeline, SetpointEgress
 
 log = logging.getLogger(__name__)
@@ -127,9 +128,16 @@ class Gateway:
             raise ConfigError("no adapter provided the UFTP codec: is gridgate installed?")
         self.engine = create_engine(settings.gateway.database_url)
         self.writer = Writer(self.engine, clock=clock)
-        self.grid_check = CapacityLimitCheck(
-            {cp: s.limit_w for cp, s in self.directory.congestion_points.items()}
-        )
+        self.grid_check: CapacityLimitCheck | PowerFlowCheck
+        if settings.gridcheck.method == "powerflow":
+            # loads every zone's grid model now: a model that cannot be loaded stops the start
+            from gateway.gridcheck.powerflow import PowerFlowCheck
+
+            self.grid_check = PowerFlowCheck.from_settings(settings, self.directory, clock=clock)
+        else:
+            self.grid_check = CapacityLimitCheck(
+                {cp: s.limit_w for cp, s in self.directory.congestion_points.items()}
+            )
         self.outbox = Outbox(
             self.engine, self.writer, self.registry.deliverers, settings.outbox, clock=clock
         )

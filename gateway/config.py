@@ -11,7 +11,7 @@ import binascii
 import ipaddress
 import re
 import tomllib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -234,6 +234,10 @@ class CongestionPointSettings(Strict):
     # IEC CIM: the area (connecting_Domain.mRID, an EIC) a need for this congestion point
     # names, when it names no resource
     cim_domain: str | None = Field(default=None, min_length=1, max_length=60)
+    # the power-flow grid check: the grid zone (gridcheck.zones[].id) it lies in, and the
+    # model node its flexibility sits at when its resources name none
+    zone: str | None = Field(default=None, min_length=1)
+    grid_node: str | None = Field(default=None, min_length=1)
 
 
 class ResourceSettings(Strict):
@@ -244,6 +248,8 @@ class ResourceSettings(Strict):
     max_w: int
     # its registeredResource.mRID in IEC CIM market documents (the ISO's resource code)
     cim_id: str | None = Field(default=None, min_length=1, max_length=60)
+    # the grid model node it is connected at (else its congestion point's grid_node)
+    grid_node: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -341,12 +347,113 @@ class ParticipantSettings(Strict):
         return Role(self.role)
 
 
+class TrafficLightSettings(Strict):
+    """USEF regimes of a congestion point from the check's headroom: the least margin left to
+    any limit the congestion point's power moves, as a fraction of that limit (voltages: of
+    the voltage band). Red: a rated limit is exceeded, or the state cannot be checked."""
+
+    yellow_below: float = Field(default=0.10, gt=0, le=1)
+    # below this the safety margin is eaten into (0: at the enforced limit)
+    orange_below: float = Field(default=0.0, ge=-1, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.orange_below >= self.yellow_below:
+            raise ValueError(
+                f"orange_below ({self.orange_below}) must be below yellow_below "
+                f"({self.yellow_below})"
+            )
+        return self
+
+
+class TemporaryLimitSettings(Strict):
+    """A temporary TSO-DSO interface limit the DSO sets for a zone (SO GL Art. 182(4))."""
+
+    interface_limit_w: int = Field(gt=0)
+    start: datetime
+    end: datetime
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset, e.g. 2026-11-27T16:00:00+01:00")
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class GridZoneSettings(Strict):
+    """One DSO grid the power-flow check models (issue 5)."""
+
+    id: Ident
+    # the DSO participant whose grid this is
+    dso: Ident
+    # the model files: a pandapower JSON file, or the CGMES profiles (files or one folder)
+    model: list[Path] = Field(min_length=1)
+    format: Literal["cgmes", "pandapower"]
+    # safety margins (forecast and model error): off the thermal ratings and the interface
+    # limit as a fraction, off both ends of the voltage band in pu
+    thermal_margin: float = Field(default=0.02, ge=0, lt=0.5)
+    voltage_margin: float = Field(default=0.002, ge=0, lt=0.1)
+    v_min: float = Field(default=0.95, gt=0)
+    v_max: float = Field(default=1.05, gt=0)
+    # the TSO-DSO interface: |active power at the slack| stays within this (W)
+    interface_limit_w: int | None = Field(default=None, gt=0)
+    # fail safe: an older model or forecast is not checked against
+    max_model_age_hours: float = Field(default=720.0, gt=0)
+    max_forecast_age_hours: float = Field(default=36.0, gt=0)
+    # the pre-agreed fallback while the model or forecast is stale or the flow does not
+    # converge: |accepted power| per congestion point and ISP within this (W); absent: reject
+    default_limit_w: int | None = Field(default=None, gt=0)
+    traffic_light: TrafficLightSettings = TrafficLightSettings()
+    # factors on the model's operating point over the local day, evenly spaced (24 values:
+    # hourly; 96: per quarter-hour), for ISPs without a forecast; empty: factor 1
+    load_profile: list[float] = Field(default_factory=list)
+    temporary_limits: list[TemporaryLimitSettings] = Field(default_factory=list)
+
+    @field_validator("load_profile")
+    @classmethod
+    def _profile(cls, value: list[float]) -> list[float]:
+        if any(f < 0 for f in value):
+            raise ValueError("load_profile factors must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _band(self) -> Self:
+        if self.v_min + self.voltage_margin >= self.v_max - self.voltage_margin:
+            raise ValueError(
+                f"the voltage band v_min {self.v_min} .. v_max {self.v_max} pu leaves nothing "
+                f"inside the voltage_margin {self.voltage_margin} pu"
+            )
+        return self
+
+
+class GridCheckSettings(Strict):
+    # "capacity": |accepted power| per congestion point within its limit_w (the first cut);
+    # "powerflow": AC power flow on the zones' grid models
+    method: Literal["capacity", "powerflow"] = "capacity"
+    zones: list[GridZoneSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _zones(self) -> Self:
+        seen: set[str] = set()
+        for index, zone in enumerate(self.zones):
+            if zone.id in seen:
+                raise ValueError(f"zones[{index}].id: duplicate zone id {zone.id!r}")
+            seen.add(zone.id)
+        if self.method == "powerflow" and not self.zones:
+            raise ValueError('method = "powerflow" needs at least one [[gridcheck.zones]]')
+        return self
+
+
 class Settings(Strict):
     gateway: GatewaySettings
     mqtt: MqttSettings = MqttSettings()
     market: MarketSettings = MarketSettings()
     outbox: OutboxSettings = OutboxSettings()
     participants: list[ParticipantSettings] = Field(default_factory=list)
+    gridcheck: GridCheckSettings = GridCheckSettings()
 
     @model_validator(mode="after")
     def _topology(self) -> Self:
@@ -406,7 +513,49 @@ class Settings(Strict):
                     raise ValueError(
                         f"{where}.congestion_point: {r.congestion_point} is not owned by any DSO"
                     )
+        self._check_grid_zones()
         return self
+
+    def _check_grid_zones(self) -> None:
+        """Zones belong to a DSO; its congestion points name known zones and their nodes."""
+        roles = {p.id: p.role for p in self.participants}
+        zones = {z.id: z for z in self.gridcheck.zones}
+        for index, zone in enumerate(self.gridcheck.zones):
+            where = f"gridcheck.zones[{index}].dso"
+            if zone.dso not in roles:
+                raise ValueError(f"{where}: {zone.dso!r} is no participant")
+            if roles[zone.dso] != "DSO":
+                raise ValueError(f"{where}: {zone.dso!r} is a {roles[zone.dso]}, not a DSO")
+        resources: dict[str, list[ResourceSettings]] = {}
+        for p in self.participants:
+            for r in p.resources:
+                resources.setdefault(r.congestion_point, []).append(r)
+        powerflow = self.gridcheck.method == "powerflow"
+        for index, p in enumerate(self.participants):
+            for j, cp in enumerate(p.congestion_points):
+                where = f"participants[{index}].congestion_points[{j}]"
+                if cp.zone is None:
+                    continue
+                if cp.zone not in zones:
+                    known = ", ".join(sorted(zones)) or "none"
+                    raise ValueError(
+                        f"{where}.zone: unknown zone {cp.zone!r} (gridcheck.zones: {known})"
+                    )
+                zone = zones[cp.zone]
+                if zone.dso != p.id:
+                    raise ValueError(
+                        f"{where}.zone: zone {zone.id!r} is {zone.dso}'s grid, not {p.id}'s"
+                    )
+                if powerflow and cp.grid_node is None:
+                    here = resources.get(cp.ean, [])
+                    unplaced = [r.id for r in here if r.grid_node is None]
+                    if not here or unplaced:
+                        which = f" (resources without one: {', '.join(unplaced)})" if here else ""
+                        raise ValueError(
+                            f"{where}.grid_node: congestion point {cp.ean} in zone {zone.id!r} "
+                            f"has no grid node: set grid_node here or on each of its "
+                            f"resources{which}"
+                        )
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
@@ -463,6 +612,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         oauth = participant.get("oauth") if isinstance(participant, dict) else None
         if isinstance(oauth, dict) and isinstance(oauth.get("client_secret_file"), str):
             oauth["client_secret_file"] = base / oauth["client_secret_file"]
+    gridcheck = data.get("gridcheck")
+    zones = gridcheck.get("zones") if isinstance(gridcheck, dict) else None
+    for zone in zones if isinstance(zones, list) else []:
+        model = zone.get("model") if isinstance(zone, dict) else None
+        if isinstance(model, str):  # one file (or a CGMES folder)
+            zone["model"] = [base / model]
+        elif isinstance(model, list):
+            zone["model"] = [base / m if isinstance(m, str) else m for m in model]
     gateway = data.get("gateway")
     if not isinstance(gateway, dict):
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.model import FlexOrder
@@ -19,16 +20,36 @@ class Outcome(enum.StrEnum):
 class Binding:
     """The element that limits the activation, and by how much."""
 
-    element: str  # id of the element (a congestion point in the first cut)
+    # id of the element: a congestion point (capacity check), a line or transformer name,
+    # a node name, or the slack node's name for the TSO-DSO interface
+    element: str
     element_type: str  # "congestion_point", "line", "transformer", "node", "interface"
-    metric: str  # e.g. "flex_power_w", "loading", "v_max"
+    # "flex_power_w" (W), "loading" (fraction of the rating), "v_max"/"v_min" (pu),
+    # "interface_mw" (MW, positive = import from the TSO)
+    metric: str
     isp: int
     predicted: float
-    limit: float
+    limit: float  # the limit the check enforced: the rating less the safety margin
+    # the safety margin the zone's operator config takes off the rating (same unit)
+    safety_margin: float = 0.0
 
     @property
     def margin(self) -> float:
+        """What is left before the limit (negative: the limit is exceeded)."""
+        if self.metric == "v_min":  # a lower bound
+            return self.predicted - self.limit
         return self.limit - abs(self.predicted)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """An accepted activation of the other side (ISO vs DSO) in the opposite direction."""
+
+    order_message_id: str
+    origin: str
+    role: str  # the accepted order's origin role: "ISO" or "DSO"
+    isp: int
+    power: int  # what the accepted order holds in that ISP (W)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +62,13 @@ class Decision:
     reservations: tuple[tuple[str, Any, int, int], ...] = field(default=())
     # the token that gives the reservations back (GridCheck.release)
     reservation: str | None = None
+    # the share of the ordered power the reservations hold (1.0 accepted, α curtailed)
+    fraction: float | None = None
+    # opposite-direction activations of the other side in the same zone and ISP
+    conflicts: tuple[Conflict, ...] = ()
+    # what the decision was taken on: the grid model's version and the base state's time
+    model_version: str | None = None
+    base_state_time: datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -63,6 +91,25 @@ class Decision:
                 "limit": b.limit,
                 "margin": b.margin,
             }
+            if b.safety_margin:
+                detail["binding"]["safety_margin"] = b.safety_margin
+        if self.fraction is not None:
+            detail["fraction"] = self.fraction
+        if self.conflicts:
+            detail["conflicts"] = [
+                {
+                    "order_message_id": c.order_message_id,
+                    "origin": c.origin,
+                    "role": c.role,
+                    "isp": c.isp,
+                    "power": c.power,
+                }
+                for c in self.conflicts
+            ]
+        if self.model_version is not None:
+            detail["model_version"] = self.model_version
+        if self.base_state_time is not None:
+            detail["base_state_time"] = self.base_state_time.isoformat()
         return detail
 
 

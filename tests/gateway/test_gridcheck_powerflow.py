@@ -1,0 +1,672 @@
+"""The grid-security check on an exact AC power flow (issue 5), on the CIGRE MV grid.
+
+Real power flows throughout: the grid is pandapower's CIGRE MV benchmark (15 buses, two
+feeders under Trafo 0-1 and Trafo 0-12) loaded through gateway.gridcheck.grid, the
+operating point scaled to 60 % so that no limit is broken before the orders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.config import load_settings
+from gateway.errors import ConfigError
+from gateway.gridcheck import CapacityLimitCheck, Conflict, Outcome
+from gateway.gridcheck.grid import AcSolver, GridModel, from_pandapower
+from gateway.gridcheck.powerflow import (
+    METHOD_AC,
+    METHOD_DEFAULT_LIMIT,
+    METHOD_FAIL_SAFE,
+    CongestionPointGrid,
+    PowerFlowCheck,
+    TrafficLight,
+    ZoneLimits,
+    congestion_points_from,
+)
+from gateway.model import Envelope, FlexOrder, PowerIsp, Role, isp_start
+from gateway.routing import Directory
+from gateway.store.models import LedgerEntry
+from tests.gateway.conftest import public_b64, secret_b64
+
+MODEL_TIME = datetime(2026, 11, 26, 6, tzinfo=UTC)
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+PERIOD = date(2026, 11, 27)
+TZ = "Europe/Amsterdam"
+ISP = timedelta(minutes=15)
+ROLES = {"dso-1": Role.DSO, "iso-1": Role.ISO, "agr-1": Role.AGR}
+PROFILE = 0.6  # the model's operating point is scaled to this in every ISP
+
+
+def cp(bus: int) -> str:
+    """The congestion point whose flexibility sits at CIGRE MV bus `bus`."""
+    return f"ean.8716859000{bus:08d}"
+
+
+@pytest.fixture(scope="module")
+def cigre() -> GridModel:
+    import pandapower.networks as pn
+
+    net = pn.create_cigre_network_mv(with_der="all")
+    return from_pandapower(net, zone="mv", version="cigre-mv-1", created=MODEL_TIME)
+
+
+def make_check(
+    model: GridModel,
+    *,
+    clock: Callable[[], datetime] = lambda: NOW,
+    with_model: bool = True,
+    **limits: object,
+) -> PowerFlowCheck:
+    zone = dataclasses.replace(
+        ZoneLimits("mv", "dso-1", v_min=0.90, load_profile=(PROFILE,)),
+        **limits,
+    )
+    sites = {cp(i): CongestionPointGrid("mv", ((f"Bus {i}", 1.0),)) for i in range(1, 15)}
+    return PowerFlowCheck(
+        {"mv": zone},
+        sites,
+        roles=ROLES,
+        clock=clock,
+        models=[model] if with_model else [],
+    )
+
+
+def order(
+    bus: int, powers: dict[int, int], *, message_id: str = "m1", period: date = PERIOD
+) -> FlexOrder:
+    return FlexOrder(
+        envelope=Envelope(message_id, "c1", "dso.example.com", "agr.example.com", Role.DSO, NOW),
+        isp_duration=ISP,
+        time_zone=TZ,
+        period=period,
+        congestion_point=cp(bus),
+        isps=tuple(PowerIsp(i, p) for i, p in powers.items()),
+        price=Decimal("1"),
+        currency="EUR",
+        order_reference="o",
+    )
+
+
+def ac_safe(model: GridModel, bus: int, power: float, zone: ZoneLimits) -> bool:
+    """Independent of the check: the AC flow with `power` W more at `bus` within limits."""
+    p = model.base_p_w * PROFILE
+    p[model.node(f"Bus {bus}").index] += power
+    sol = AcSolver(model).solve(p[None], (model.base_q_var * PROFILE)[None])
+    if not sol.converged[0]:
+        return False
+    u = sol.u_pu[0]
+    ok = np.nanmax(sol.loading[0]) <= 1 - zone.thermal_margin
+    ok &= np.nanmin(u) >= zone.v_min + zone.voltage_margin
+    ok &= np.nanmax(u) <= zone.v_max - zone.voltage_margin
+    if zone.interface_limit_w is not None:
+        ok &= abs(sol.interface_p_w[0]) <= zone.interface_limit_w * (1 - zone.thermal_margin)
+    return bool(ok)
+
+
+# -- accepted, rejected, curtailed: each with its binding element ------------------------
+
+
+def test_an_order_the_grid_carries_is_accepted_reserved_and_explained(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    decision = check.check(order(13, {10: 1_000_000, 11: 0, 12: -500_000}), origin="dso-1")
+    assert decision.outcome is Outcome.ACCEPTED and decision.method == METHOD_AC
+    assert decision.fraction == 1.0
+    assert decision.model_version == "cigre-mv-1"
+    assert decision.base_state_time == MODEL_TIME  # no forecast: the model's time stamp
+    assert {(r[2], r[3]) for r in decision.reservations} == {(10, 1_000_000), (12, -500_000)}
+    assert check.accepted_power(cp(13), PERIOD, 10) == 1_000_000
+    b = decision.binding
+    assert b is not None and b.margin > 0  # the least margin left, always named
+    assert b.element_type in ("line", "transformer", "node", "interface")
+    detail = decision.audit_detail()
+    assert detail["model_version"] == "cigre-mv-1"
+    assert detail["base_state_time"] == MODEL_TIME.isoformat()
+    assert detail["binding"]["element"] == b.element and "safety_margin" in detail["binding"]
+
+
+def test_a_line_overload_rejects_and_names_the_line(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    decision = check.check(order(5, {10: 3_000_000}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED and decision.method == METHOD_AC
+    b = decision.binding
+    assert b is not None
+    assert (b.element, b.element_type, b.metric, b.isp) == ("Line 2-3", "line", "loading", 10)
+    assert b.predicted > 1.0 and b.limit == pytest.approx(0.98) and b.margin < 0
+    assert b.safety_margin == pytest.approx(0.02)
+    assert "line Line 2-3 at 100." in decision.reason and "(limit 98.0 %)" in decision.reason
+    assert "ISP 10 (2026-11-27T02:15+01:00)" in decision.reason
+    assert decision.reservations == () and check.accepted_power(cp(5), PERIOD, 10) == 0
+
+
+def test_a_transformer_overload_rejects_and_names_the_transformer(cigre: GridModel) -> None:
+    decision = make_check(cigre).check(order(12, {10: 12_000_000}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED
+    b = decision.binding
+    assert b is not None and (b.element, b.element_type) == ("Trafo 0-12", "transformer")
+    assert b.metric == "loading" and b.predicted > 0.98
+
+
+def test_an_undervoltage_rejects_and_names_the_node(cigre: GridModel) -> None:
+    check = make_check(cigre, v_min=0.96)
+    decision = check.check(order(11, {10: 2_000_000}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED
+    b = decision.binding
+    assert b is not None and (b.element, b.element_type, b.metric) == ("Bus 11", "node", "v_min")
+    assert b.limit == pytest.approx(0.962) and b.predicted < 0.962 and b.margin < 0
+    assert "node Bus 11 at 0.95" in decision.reason
+
+
+def test_an_overvoltage_from_production_rejects_and_names_the_node(cigre: GridModel) -> None:
+    check = make_check(cigre, v_max=1.03)
+    decision = check.check(order(14, {10: -4_000_000}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED
+    b = decision.binding
+    assert b is not None and (b.element, b.element_type, b.metric) == ("Bus 14", "node", "v_max")
+    assert b.limit == pytest.approx(1.028) and b.predicted > 1.028
+
+
+def test_the_tso_dso_interface_limit_rejects_and_is_named(cigre: GridModel) -> None:
+    check = make_check(cigre, interface_limit_w=28_000_000)
+    decision = check.check(order(13, {10: 5_000_000}), origin="iso-1")
+    assert decision.outcome is Outcome.REJECTED
+    b = decision.binding
+    assert b is not None and (b.element, b.element_type, b.metric) == (
+        "Bus 0",
+        "interface",
+        "interface_mw",
+    )
+    # MW, enforced limit = 28 MW less the 2 % thermal margin
+    assert b.limit == pytest.approx(27.44) and b.predicted > 27.44
+    assert b.safety_margin == pytest.approx(0.56)
+    assert "the TSO-DSO interface at Bus 0" in decision.reason
+
+
+def test_a_curtailment_is_ac_safe_and_within_2_percent_of_the_ac_optimum(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    decision = check.check(order(5, {10: 3_000_000}), origin="dso-1", allow_curtail=True)
+    assert decision.outcome is Outcome.CURTAILED and decision.accepted
+    alpha = decision.fraction
+    assert alpha is not None and 0 < alpha < 1
+    held = math.trunc(3_000_000 * alpha)
+    assert decision.reservations == ((cp(5), PERIOD, 10, held),)
+    assert check.accepted_power(cp(5), PERIOD, 10) == held
+    b = decision.binding
+    assert b is not None and (b.element, b.element_type) == ("Line 2-3", "line")
+    assert 0 <= b.margin < 0.01  # it binds: just inside its limit
+    zone = ZoneLimits("mv", "dso-1", v_min=0.90)
+    assert ac_safe(cigre, 5, held, zone)
+    # the AC optimum, bisected on the solver directly
+    lo, hi = 0.0, 1.0
+    while hi - lo > 1e-5:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ac_safe(cigre, 5, math.trunc(3_000_000 * mid), zone) else (lo, mid)
+    assert alpha <= lo + 1e-9 and lo - alpha <= 0.02
+    # the same order again holds what it held
+    again = check.check(order(5, {10: 3_000_000}), origin="dso-1", allow_curtail=True)
+    assert again.outcome is Outcome.CURTAILED and again.fraction == alpha
+    assert again.reservations == () and check.accepted_power(cp(5), PERIOD, 10) == held
+
+
+def test_without_curtailment_a_partial_fit_is_rejected_naming_the_largest_fraction(
+    cigre: GridModel,
+) -> None:
+    """A signed UFTP order cannot be changed: the sender learns how much would fit."""
+    curtailed = make_check(cigre).check(
+        order(5, {10: 3_000_000}), origin="dso-1", allow_curtail=True
+    )
+    assert curtailed.fraction is not None
+    check = make_check(cigre)
+    decision = check.check(order(5, {10: 3_000_000}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED and decision.fraction is None
+    assert f"the largest safe fraction is {curtailed.fraction:.3f}" in decision.reason
+    assert check.accepted_power(cp(5), PERIOD, 10) == 0
+
+
+def test_a_flow_that_collapses_with_the_order_is_rejected(cigre: GridModel) -> None:
+    decision = make_check(cigre).check(order(11, {10: 500_000_000}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED
+    assert "does not converge" in decision.reason
+
+
+def test_a_limit_broken_before_blocks_only_orders_that_make_it_worse(cigre: GridModel) -> None:
+    """Bus 11 is below v_min = 0.985 before any order: relief passes, more load does not."""
+    check = make_check(cigre, v_min=0.985)
+    relief = check.check(order(11, {10: -300_000}, message_id="r"), origin="dso-1")
+    assert relief.outcome is Outcome.ACCEPTED
+    assert "already past its limit before this order" in relief.reason
+    other_feeder = check.check(order(13, {10: 300_000}, message_id="o"), origin="dso-1")
+    assert other_feeder.outcome is Outcome.ACCEPTED
+    worse = check.check(order(6, {10: 300_000}, message_id="w"), origin="dso-1")
+    assert worse.outcome is Outcome.REJECTED
+    assert worse.binding is not None and worse.binding.metric == "v_min"
+
+
+def test_a_new_model_is_swapped_in_whole_and_an_unfit_one_refused(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    assert check.check(order(5, {10: 2_000_000}, message_id="a"), origin="dso-1").accepted
+    newer = dataclasses.replace(cigre, version="cigre-mv-2", created=NOW)
+    check.set_model(newer)
+    decision = check.check(order(13, {10: 1000}, message_id="b"), origin="dso-1")
+    assert decision.model_version == "cigre-mv-2" and decision.base_state_time == NOW
+    # the ledger carries over: feeder 1 is still as full
+    assert not check.check(order(5, {10: 1_000_000}, message_id="c"), origin="dso-1").accepted
+    renamed = dataclasses.replace(
+        cigre,
+        version="cigre-mv-3",
+        nodes=tuple(dataclasses.replace(n, name=f"N{n.index}") for n in cigre.nodes),
+    )
+    with pytest.raises(ValueError, match="has no node 'Bus 1'"):
+        check.set_model(renamed)
+    assert check.model_of("mv") is newer
+
+
+# -- fail safe -------------------------------------------------------------------------
+
+
+def test_a_stale_model_rejects_what_it_cannot_check(cigre: GridModel) -> None:
+    later = MODEL_TIME + timedelta(days=31)
+    decision = make_check(cigre, clock=lambda: later).check(order(13, {10: 1}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED and decision.method == METHOD_FAIL_SAFE
+    assert "744.0 h old (max_model_age_hours 720)" in decision.reason
+    assert "no default_limit_w" in decision.reason
+
+
+def test_a_stale_model_falls_back_to_the_pre_agreed_default_limit(cigre: GridModel) -> None:
+    later = MODEL_TIME + timedelta(days=31)
+    check = make_check(cigre, clock=lambda: later, default_limit_w=1_000_000)
+    first = check.check(order(13, {10: 600_000}, message_id="a"), origin="dso-1")
+    assert first.outcome is Outcome.ACCEPTED and first.method == METHOD_DEFAULT_LIMIT
+    assert "pre-agreed default limit 1000000 W" in first.reason
+    second = check.check(order(13, {10: 600_000}, message_id="b"), origin="dso-1")
+    assert second.outcome is Outcome.REJECTED and second.method == METHOD_DEFAULT_LIMIT
+    b = second.binding
+    assert b is not None and (b.element, b.element_type) == (cp(13), "congestion_point")
+    assert b.predicted == 1_200_000 and b.limit == 1_000_000
+
+
+def test_a_stale_forecast_rejects_in_the_isps_it_covers(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    made = NOW - timedelta(hours=48)
+    check.set_forecast(cp(4), PERIOD, {10: 200_000}, time=made)
+    stale = check.check(order(13, {10: 1000}, message_id="a"), origin="dso-1")
+    assert stale.outcome is Outcome.REJECTED and stale.method == METHOD_FAIL_SAFE
+    assert f"the forecast for {cp(4)} in ISP 10 is 48.0 h old" in stale.reason
+    assert stale.base_state_time == made
+    fine = check.check(order(13, {11: 1000}, message_id="b"), origin="dso-1")
+    assert fine.outcome is Outcome.ACCEPTED and fine.base_state_time == MODEL_TIME
+
+
+def test_a_base_state_that_does_not_converge_falls_back_or_rejects(cigre: GridModel) -> None:
+    for default, expected in ((None, Outcome.REJECTED), (5_000_000, Outcome.ACCEPTED)):
+        check = make_check(cigre, default_limit_w=default)
+        check.set_forecast(cp(11), PERIOD, {10: 500_000_000}, time=NOW)
+        decision = check.check(order(13, {10: 1_000_000}), origin="dso-1")
+        assert decision.outcome is expected
+        assert "does not converge" in decision.reason
+        assert decision.method in (METHOD_FAIL_SAFE, METHOD_DEFAULT_LIMIT)
+
+
+def test_an_unknown_zone_or_a_zone_without_model_is_never_accepted(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    unknown = dataclasses.replace(order(13, {10: 1}), congestion_point="ean.000000000000")
+    decision = check.check(unknown, origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED and "lies in no grid zone" in decision.reason
+    no_model = make_check(cigre, with_model=False).check(order(13, {10: 1}), origin="dso-1")
+    assert no_model.outcome is Outcome.REJECTED and "has no grid model" in no_model.reason
+
+
+# -- the ledger ------------------------------------------------------------------------
+
+
+def test_the_ledger_is_cumulative_per_isp_across_orders(cigre: GridModel) -> None:
+    """An order over ISPs 10-12 and one over 12-14: ISP 12 carries both."""
+    check = make_check(cigre)
+    first = check.check(
+        order(5, dict.fromkeys((10, 11, 12), 1_500_000), message_id="a"), origin="dso-1"
+    )
+    assert first.outcome is Outcome.ACCEPTED
+    second = check.check(
+        order(5, dict.fromkeys((12, 13, 14), 1_500_000), message_id="b"), origin="dso-1"
+    )
+    assert second.outcome is Outcome.REJECTED
+    assert second.binding is not None and second.binding.isp == 12
+    assert second.binding.element == "Line 2-3"
+    third = check.check(
+        order(5, dict.fromkeys((13, 14), 1_500_000), message_id="c"), origin="dso-1"
+    )
+    assert third.outcome is Outcome.ACCEPTED
+    assert [check.accepted_power(cp(5), PERIOD, i) for i in (10, 12, 13)] == [1_500_000] * 3
+
+
+def test_a_repeat_of_an_accepted_order_is_idempotent_per_origin_and_message_id(
+    cigre: GridModel,
+) -> None:
+    check = make_check(cigre)
+    first = check.check(order(13, {10: 2_000_000}, message_id="x"), origin="dso-1")
+    again = check.check(order(13, {10: 2_000_000}, message_id="x"), origin="dso-1")
+    assert again.outcome is Outcome.ACCEPTED
+    assert again.reservations == () and again.reservation is None
+    assert "already accepted" in again.reason
+    assert check.accepted_power(cp(13), PERIOD, 10) == 2_000_000
+    other = check.check(order(13, {10: 2_000_000}, message_id="x"), origin="iso-1")
+    assert other.reservation is not None and other.reservation != first.reservation
+    assert check.accepted_power(cp(13), PERIOD, 10) == 4_000_000
+
+
+def test_release_and_cancel_give_the_headroom_back(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    first = check.check(order(5, {10: 2_000_000}, message_id="a"), origin="dso-1")
+    assert first.accepted and first.reservation is not None
+    assert not check.check(order(5, {10: 1_000_000}, message_id="b"), origin="dso-1").accepted
+    check.release(first.reservation)
+    assert check.accepted_power(cp(5), PERIOD, 10) == 0
+    assert check.check(order(5, {10: 2_000_000}, message_id="c"), origin="dso-1").accepted
+    assert check.cancel("c", origin="dso-1") == [(cp(5), PERIOD, 10, 2_000_000)]
+    assert check.cancel("c", origin="dso-1") == []
+    assert check.check(order(5, {10: 2_000_000}, message_id="d"), origin="iso-1").accepted
+
+
+async def test_the_ledger_is_rebuilt_from_the_database(
+    cigre: GridModel, engine: AsyncEngine
+) -> None:
+    row = {"congestion_point": cp(5), "period": PERIOD, "isp": 10, "order_message_id": "old"}
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(LedgerEntry),
+            [
+                row | {"power": 2_000_000, "origin": "dso-1"},
+                row | {"power": 900_000, "origin": "iso-1", "order_message_id": "gone"},
+                row | {"power": -900_000, "origin": "iso-1", "order_message_id": "gone"},
+            ],
+        )
+    check = make_check(cigre)
+    await check.load(engine)
+    assert check.accepted_power(cp(5), PERIOD, 10) == 2_000_000
+    assert not check.check(order(5, {10: 1_000_000}, message_id="new"), origin="dso-1").accepted
+    assert check.cancel("old", origin="dso-1") == [(cp(5), PERIOD, 10, 2_000_000)]
+    assert check.check(order(5, {10: 1_000_000}, message_id="new2"), origin="dso-1").accepted
+
+
+# -- TSO-DSO coordination ----------------------------------------------------------------
+
+
+def test_opposite_activations_of_iso_and_dso_are_flagged_not_rejected(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    assert check.check(order(13, {10: 1_000_000}, message_id="d1"), origin="dso-1").accepted
+    iso = check.check(order(14, {10: -500_000, 11: -500_000}, message_id="i1"), origin="iso-1")
+    assert iso.outcome is Outcome.ACCEPTED
+    assert iso.conflicts == (Conflict("d1", "dso-1", "DSO", 10, 1_000_000),)
+    assert "conflict: opposite-direction activation of the other side" in iso.reason
+    assert iso.audit_detail()["conflicts"][0]["order_message_id"] == "d1"
+    # the same direction, or the same side, is no conflict
+    assert check.check(order(13, {10: 200_000}, message_id="i2"), origin="iso-1").conflicts == ()
+    assert check.check(order(13, {11: 200_000}, message_id="d2"), origin="dso-1").conflicts == (
+        Conflict("i1", "iso-1", "ISO", 11, -500_000),
+    )
+    assert check.check(order(13, {10: -100_000}, message_id="d3"), origin="dso-1").conflicts == (
+        Conflict("i2", "iso-1", "ISO", 10, 200_000),
+    )
+
+
+def test_an_iso_activation_is_checked_against_the_dsos_accepted_orders(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    assert check.check(order(5, {10: 2_000_000}, message_id="d"), origin="dso-1").accepted
+    iso = check.check(order(4, {10: 1_000_000}, message_id="i"), origin="iso-1")
+    assert iso.outcome is Outcome.REJECTED and iso.binding is not None
+    assert iso.binding.element == "Line 2-3"
+
+
+def test_a_temporary_interface_limit_applies_in_its_window_until_cleared(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    start = isp_start(PERIOD, TZ, ISP, 10)
+    limit_id = check.set_temporary_limit(
+        "mv", 28_000_000, start=start, end=start + ISP, reason="TSO request 42"
+    )
+    inside = check.check(order(13, {10: 5_000_000}, message_id="a"), origin="dso-1")
+    assert inside.outcome is Outcome.REJECTED
+    assert inside.binding is not None and inside.binding.element_type == "interface"
+    assert "temporary limit 28 MW (TSO request 42)" in inside.reason
+    assert check.check(order(13, {11: 5_000_000}, message_id="b"), origin="dso-1").accepted
+    check.clear_temporary_limit(limit_id)
+    assert check.check(order(13, {10: 5_000_000}, message_id="c"), origin="dso-1").accepted
+
+
+# -- traffic light and re-validation -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile", "bus", "colour"),
+    [
+        (0.6, 5, TrafficLight.GREEN),
+        (1.0, 5, TrafficLight.YELLOW),  # Trafo 0-1 just under its 98 % limit
+        (1.0, 13, TrafficLight.GREEN),  # the other feeder has room
+        (1.012, 5, TrafficLight.ORANGE),  # into the safety margin
+        (1.05, 5, TrafficLight.RED),  # past the rating
+    ],
+)
+def test_the_traffic_light_follows_the_headroom(
+    cigre: GridModel, profile: float, bus: int, colour: TrafficLight
+) -> None:
+    check = make_check(cigre, load_profile=(profile,))
+    regime = check.traffic_light(cp(bus), PERIOD, 10)
+    assert regime.colour is colour, regime.reason
+
+
+def test_accepted_orders_turn_the_light_and_a_stale_state_is_red(cigre: GridModel) -> None:
+    check = make_check(cigre)
+    assert check.traffic_light(cp(5), PERIOD, 10).colour is TrafficLight.GREEN
+    assert check.check(order(5, {10: 2_500_000}), origin="dso-1").accepted
+    regime = check.traffic_light(cp(5), PERIOD, 10)
+    assert regime.colour is TrafficLight.YELLOW
+    assert regime.binding is not None and regime.binding.element == "Line 2-3"
+    assert check.traffic_light(cp(5), PERIOD, 11).colour is TrafficLight.GREEN
+    later = make_check(cigre, clock=lambda: MODEL_TIME + timedelta(days=31))
+    assert later.traffic_light(cp(5), PERIOD, 10).colour is TrafficLight.RED
+    assert check.traffic_light("ean.000000000000", PERIOD, 10).colour is TrafficLight.RED
+
+
+def test_a_new_forecast_revalidates_accepted_orders_and_names_the_binding(
+    cigre: GridModel,
+) -> None:
+    check = make_check(cigre)
+    feeder_1 = check.check(order(5, {10: 2_000_000}, message_id="f1"), origin="dso-1")
+    feeder_2 = check.check(order(13, {10: 1_000_000}, message_id="f2"), origin="iso-1")
+    assert feeder_1.accepted and feeder_2.accepted
+    assert check.revalidate("mv") == []
+    made = NOW - timedelta(hours=1)
+    check.set_forecast(cp(4), PERIOD, {10: 2_000_000}, time=made)
+    unsafe = check.revalidate("mv", PERIOD)
+    assert [(u.order_message_id, u.origin, u.isp) for u in unsafe] == [("f1", "dso-1", 10)]
+    b = unsafe[0].binding
+    assert b is not None and b.element == "Line 2-3" and b.margin < 0
+    assert "Line 2-3" in unsafe[0].reason
+    # the next check decides on the forecast, and says so
+    decision = check.check(order(13, {10: 1000}, message_id="n"), origin="dso-1")
+    assert decision.base_state_time == made
+
+
+# -- configuration and wiring ------------------------------------------------------------
+
+
+def config_text(gridcheck: str, *, cp_extra: str = 'zone = "mv"\n  grid_node = "Bus 5"') -> str:
+    k1 = public_b64(Ed25519PrivateKey.generate())
+    k2 = public_b64(Ed25519PrivateKey.generate())
+    return f"""
+[gateway]
+uftp_domain = "gridgate.example.com"
+signing_key_file = "gw.key"
+database_url = "sqlite+aiosqlite:///gg.db"
+
+{gridcheck}
+
+[[participants]]
+id = "dso-1"
+role = "DSO"
+uftp_domain = "dso.example.com"
+public_keys = ["{k1}"]
+  [[participants.congestion_points]]
+  ean = "{cp(5)}"
+  limit_w = 100000
+  {cp_extra}
+[[participants]]
+id = "agr-1"
+role = "AGR"
+uftp_domain = "agr.example.com"
+public_keys = ["{k2}"]
+  [[participants.resources]]
+  id = "bat-1"
+  connection_ean = "ean.871685900000000101"
+  congestion_point = "{cp(5)}"
+  min_w = -50000
+  max_w = 50000
+  grid_node = "Bus 4"
+  [[participants.resources]]
+  id = "bat-2"
+  connection_ean = "ean.871685900000000102"
+  congestion_point = "{cp(5)}"
+  min_w = 0
+  max_w = 300000
+"""
+
+
+POWERFLOW = """
+[gridcheck]
+method = "powerflow"
+  [[gridcheck.zones]]
+  id = "mv"
+  dso = "dso-1"
+  model = "grids/cigre.json"
+  format = "pandapower"
+  thermal_margin = 0.03
+  interface_limit_w = 40000000
+  default_limit_w = 500000
+  load_profile = [0.6]
+    [[gridcheck.zones.temporary_limits]]
+    interface_limit_w = 27000000
+    start = 2026-11-27T16:00:00+01:00
+    end = 2026-11-27T20:00:00+01:00
+"""
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "gw.key").write_text(secret_b64(Ed25519PrivateKey.generate()))
+    path = tmp_path / "gridgate.toml"
+    path.write_text(body)
+    return path
+
+
+def test_a_powerflow_config_loads_places_resources_and_builds_the_check(tmp_path: Path) -> None:
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    (tmp_path / "grids").mkdir()
+    pp.to_json(pn.create_cigre_network_mv(with_der="all"), str(tmp_path / "grids" / "cigre.json"))
+    settings = load_settings(write_config(tmp_path, config_text(POWERFLOW)))
+    zone = settings.gridcheck.zones[0]
+    assert zone.model == [tmp_path / "grids" / "cigre.json"]  # relative to the config file
+    assert zone.voltage_margin == 0.002 and zone.v_min == 0.95 and zone.thermal_margin == 0.03
+    directory = Directory.from_settings(settings)
+    # split_power shares by power range: 100 kW at Bus 4, 300 kW at the cp's Bus 5
+    sites = congestion_points_from(directory)
+    assert sites[cp(5)].placement("agr.example.com") == (("Bus 4", 0.25), ("Bus 5", 0.75))
+    assert sites[cp(5)].placement("other.example.com") == (("Bus 5", 1.0),)
+    check = PowerFlowCheck.from_settings(settings, directory)
+    model = check.model_of("mv")
+    assert model is not None and len(model.nodes) == 15
+    decision = check.check(order(5, {10: 100_000}), origin="dso-1")
+    assert decision.outcome is Outcome.ACCEPTED and decision.method == METHOD_AC
+    # the configured temporary limit: 16:00-20:00 local is ISPs 65-80
+    tight = check.check(order(5, {70: 1_000_000}, message_id="t"), origin="dso-1")
+    assert tight.binding is not None and tight.binding.element_type == "interface"
+    assert "temporary limit 27 MW" in tight.reason
+    assert check.check(order(5, {10: 1_000_000}, message_id="u"), origin="dso-1").accepted
+
+    from gateway.app import Gateway
+
+    gateway = Gateway(settings, serve_http=False)
+    assert isinstance(gateway.grid_check, PowerFlowCheck)
+
+
+def test_the_capacity_method_stays_the_default(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path, config_text("", cp_extra="")))
+    assert settings.gridcheck.method == "capacity"
+    from gateway.app import Gateway
+
+    assert isinstance(Gateway(settings, serve_http=False).grid_check, CapacityLimitCheck)
+
+
+@pytest.mark.parametrize(
+    ("gridcheck", "cp_extra", "expected"),
+    [
+        (
+            POWERFLOW,
+            'zone = "lv"',
+            "congestion_points[0].zone: unknown zone 'lv' (gridcheck.zones: mv)",
+        ),
+        (
+            POWERFLOW.replace('dso = "dso-1"', 'dso = "agr-1"'),
+            'zone = "mv"',
+            "gridcheck.zones[0].dso: 'agr-1' is a AGR, not a DSO",
+        ),
+        (
+            POWERFLOW.replace('dso = "dso-1"', 'dso = "nobody"'),
+            'zone = "mv"',
+            "gridcheck.zones[0].dso: 'nobody' is no participant",
+        ),
+        (
+            POWERFLOW,
+            'zone = "mv"',
+            "congestion_points[0].grid_node: congestion point "
+            f"{cp(5)} in zone 'mv' has no grid node: set grid_node here or on each of its "
+            "resources (resources without one: bat-2)",
+        ),
+        (
+            POWERFLOW.replace('format = "pandapower"', 'format = "psse"'),
+            'zone = "mv"\n  grid_node = "Bus 5"',
+            "gridcheck.zones[0].format: Input should be 'cgmes' or 'pandapower'",
+        ),
+        (
+            '[gridcheck]\nmethod = "powerflow"',
+            "",
+            'method = "powerflow" needs at least one [[gridcheck.zones]]',
+        ),
+        (
+            POWERFLOW.replace("load_profile = [0.6]", "v_min = 1.04\n  v_max = 1.04"),
+            'zone = "mv"\n  grid_node = "Bus 5"',
+            "leaves nothing inside the voltage_margin",
+        ),
+    ],
+)
+def test_gridcheck_config_errors_name_the_key(
+    tmp_path: Path, gridcheck: str, cp_extra: str, expected: str
+) -> None:
+    path = write_config(tmp_path, config_text(gridcheck, cp_extra=cp_extra))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_a_grid_node_missing_from_the_model_stops_the_start(tmp_path: Path) -> None:
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    (tmp_path / "grids").mkdir()
+    pp.to_json(pn.create_cigre_network_mv(with_der="all"), str(tmp_path / "grids" / "cigre.json"))
+    text = config_text(POWERFLOW, cp_extra='zone = "mv"\n  grid_node = "Bus 99"')
+    settings = load_settings(write_config(tmp_path, text))
+    with pytest.raises(ConfigError) as caught:
+        PowerFlowCheck.from_settings(settings, Directory.from_settings(settings))
+    message = str(caught.value)
+    assert "gridcheck.zones[0].model" in message and "'Bus 99'" in message and cp(5) in message
