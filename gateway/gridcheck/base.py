@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway.model import FlexOrder
+from gateway.model import DPrognosis, FlexOrder
 
 
 class Outcome(enum.StrEnum):
@@ -116,14 +116,21 @@ class Decision:
 class GridCheck(Protocol):
     """Decide on an order and, when it is accepted, hold its power until `release`."""
 
-    def check(self, order: FlexOrder, *, origin: str) -> Decision:
-        """Decide; an accepted decision is reserved at once (the caller commits or releases)."""
+    def check(self, order: FlexOrder, *, origin: str, allow_curtail: bool = False) -> Decision:
+        """Decide; an accepted decision is reserved at once (the caller commits or releases).
+
+        With `allow_curtail` the check may answer CURTAILED: its reservations hold only the
+        share of the order that is safe, and the caller carries out only that share."""
 
     def accepted_power(self, congestion_point: str, period: Any, isp: int) -> int:
         """The power (W) accepted orders hold at a congestion point in one ISP."""
 
     def release(self, token: str) -> None:
         """Undo a reservation whose commit failed, or an order that was revoked or expired."""
+
+    def forecast(self, prognosis: DPrognosis) -> None:
+        """A new forecast of a congestion point's power arrived (an aggregator's
+        D-Prognosis): a check that keeps a base state refreshes it."""
 
     def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, Any, int, int]]:
         """Give back what a committed order holds (it was never carried out); return the

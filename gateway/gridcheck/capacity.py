@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.gridcheck.base import Binding, Decision, Outcome
-from gateway.model import FlexOrder
+from gateway.model import DPrognosis, FlexOrder
 from gateway.store.models import LedgerEntry
 
 METHOD = "capacity-limit/v1"
@@ -51,7 +51,11 @@ class CapacityLimitCheck:
     def accepted_power(self, congestion_point: str, period: date, isp: int) -> int:
         return self._ledger.get((congestion_point, period), {}).get(isp, 0)
 
-    def check(self, order: FlexOrder, *, origin: str) -> Decision:
+    def forecast(self, prognosis: DPrognosis) -> None:
+        """The first cut has no base state: a forecast changes nothing."""
+
+    def check(self, order: FlexOrder, *, origin: str, allow_curtail: bool = False) -> Decision:
+        # the first cut never curtails: an order is within the limit or refused whole
         cp = order.congestion_point
         limit = self._limits.get(cp)
         if limit is None:  # fail safe: an unknown congestion point is never accepted

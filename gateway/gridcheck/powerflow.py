@@ -293,6 +293,10 @@ class PowerFlowCheck:
         # ISO and DSO activations per (zone, period, isp, role, consumption?): the conflicts
         self._sides: dict[tuple[str, date, int, Role, bool], dict[str, int]] = {}
         self._tokens: dict[tuple[str, str], str] = {}
+        # the latest D-Prognosis per (congestion point, period) and aggregator
+        self._prognoses: dict[tuple[str, date], dict[str, DPrognosis]] = {}
+        # told (zone, period or None for all) when a zone's base state changed: re-validation
+        self.listeners: list[Callable[[str, date | None], None]] = []
         for model in models:
             self.set_model(model)
 
@@ -364,6 +368,7 @@ class PowerFlowCheck:
                         f"{', '.join(map(repr, missing))} (congestion point {cp})"
                     )
         self._grids[model.zone] = grid  # with an empty state cache: one swap
+        self._changed(model.zone, None)
 
     def model_of(self, zone: str) -> GridModel | None:
         grid = self._grids.get(zone)
@@ -396,6 +401,30 @@ class PowerFlowCheck:
             time=prognosis.envelope.timestamp,
         )
 
+    def forecast(self, prognosis: DPrognosis) -> None:
+        """An aggregator's D-Prognosis arrived: the congestion point's forecast becomes the
+        sum of the latest D-Prognosis of every aggregator there, made when the newest was.
+
+        A congestion point in no zone has no grid state to refresh: it is ignored."""
+        cp, period = prognosis.congestion_point, prognosis.period
+        if cp not in self._cps:
+            return
+        latest = self._prognoses.setdefault((cp, period), {})
+        latest[prognosis.envelope.sender_domain] = prognosis
+        total: dict[int, int] = {}
+        for each in latest.values():
+            for isp in each.isps:
+                for i in isp.indices:
+                    total[i] = total.get(i, 0) + isp.power
+        newest = max(p.envelope.timestamp for p in latest.values())
+        self.set_forecast(cp, period, total, time=newest)
+        self._changed(self._cps[cp].zone, period)
+
+    def _changed(self, zone: str, period: date | None) -> None:
+        """The base state of a zone changed (a model, a forecast, a temporary limit)."""
+        for listener in self.listeners:
+            listener(zone, period)
+
     def set_temporary_limit(
         self,
         zone: str,
@@ -413,6 +442,7 @@ class PowerFlowCheck:
         limit = TemporaryLimit(zone, float(interface_limit_w), start, end, reason)
         self._temporary[limit.id] = limit
         self._forget(zone)
+        self._changed(zone, None)
         return limit.id
 
     def clear_temporary_limit(self, limit_id: str) -> None:
@@ -536,6 +566,8 @@ class PowerFlowCheck:
             self.release(token)
         for key in [k for k in self._forecasts if k[1] < before]:
             del self._forecasts[key]
+        for key in [k for k in self._prognoses if k[1] < before]:
+            del self._prognoses[key]
         return len(old)
 
     # -- the check ----------------------------------------------------------------------
