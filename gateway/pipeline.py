@@ -33,6 +33,7 @@ from gateway.config import ResourceSettings, Settings
 from gateway.cro import CommonReference, NotRegistered, registered_on
 from gateway.errors import Reason, Rejection
 from gateway.gridcheck.base import Decision, GridCheck
+from gateway.gridcheck.base import Outcome as GridOutcome
 from gateway.model import (
     ANSWER_KINDS,
     RESPONSE_TYPES,
@@ -179,7 +180,21 @@ class Receipt:
 
 # (the answer as it arrived, the answer, the originating document's bytes, its sender, the tag
 # of the order in that document)
-AnswerHandler = Callable[["Inbound", "FlexResponse | FlexOffer", bytes, Participant, str], None]
+# (the answer in flight, the aggregator's answer, the document as received, its sender, the
+# tag answered, and how the grid check curtailed the tag's orders if it did)
+AnswerHandler = Callable[
+    ["Inbound", "FlexResponse | FlexOffer", bytes, Participant, str, "Curtailment | None"], None
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Curtailment:
+    """The grid check let only part of a tag's power through."""
+
+    fraction: float  # the least share of any of the tag's orders
+    reason: str  # the check's reason: the binding element, predicted value and limit
+
+
 # an aggregator accepted an order: (the answer in flight, the order, who ordered it — a DSO,
 # or the sender of the document gridgate carried out with it)
 SelectionHandler = Callable[["Inbound", "FlexOrder", Participant], None]
@@ -205,6 +220,9 @@ class Outcome:
     rule: Reason | None = None
     reason: str = ""
     order_message_id: str | None = None
+    # accepted in part: the share of its power the grid check let through (rule and reason
+    # say why)
+    fraction: float | None = None
 
 
 @dataclass(slots=True)
@@ -235,6 +253,8 @@ class Inbound:
     to_gateway: bool = False
     # called once when the message is stored (True), not stored (False) or unclear (None)
     on_settle: list[Callable[[bool | None], None]] = field(default_factory=list)
+    # gridgate writes the order itself (for a document), so the grid check may curtail it
+    may_curtail: bool = False
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -379,6 +399,11 @@ class Pipeline:
         self._settle_claim(msg, stored=True)
         if self.cro is not None and msg.to_gateway:
             self.cro.apply(msg.message)
+        if isinstance(msg.message, DPrognosis):
+            try:  # the stored forecast refreshes the grid check's base state
+                self.grid_check.forecast(msg.message)
+            except Exception:
+                log.exception("the grid check could not take D-Prognosis %s", msg.key[0])
         self._count("accepted")
         self.outbox.hand_over(msg.unit.outbox, committed.outbox_ids)
         return Receipt(200, event="message.accepted")
@@ -693,10 +718,19 @@ class Pipeline:
         if not isinstance(msg.message, FlexOrder):
             return
         assert msg.sender is not None
-        decision = self.grid_check.check(msg.message, origin=msg.sender.id)
+        decision = self.grid_check.check(
+            msg.message, origin=msg.sender.id, allow_curtail=msg.may_curtail
+        )
         msg.decision = decision
         if not decision.accepted:
             raise Rejection(self.reasons.GRID_LIMIT_EXCEEDED, decision.reason)
+        if decision.outcome is GridOutcome.CURTAILED:
+            # the order gridgate sends carries only what the grid takes, as reserved
+            assert msg.may_curtail
+            msg.message = replace(
+                msg.message,
+                isps=tuple(PowerIsp(isp, power) for _, _, isp, power in decision.reservations),
+            )
         for cp, period, isp, power in decision.reservations:
             msg.unit.ledger.append(
                 {
@@ -854,7 +888,7 @@ class Pipeline:
             if tag:
                 document = (
                     await conn.execute(
-                        select(m.protocol, m.sender_domain, AuditEntry.body)
+                        select(m.protocol, m.sender_domain, AuditEntry.body, AuditEntry.detail)
                         .join(AuditEntry, AuditEntry.seq == m.audit_seq)
                         .where(
                             m.message_id == doc_id,
@@ -883,7 +917,7 @@ class Pipeline:
                 msg.out.append({"what": "awaiting the other orders of", "tag": tag})
                 return
             response = combined
-        handler(msg, response, document.body, origin, tag)
+        handler(msg, response, document.body, origin, tag, _curtailment_of(document.detail, tag))
         if isinstance(msg.message, FlexOrderResponse) and msg.message.result is Result.ACCEPTED:
             order_id = msg.message.reference_message_id
             ordered = await self.references.stored((order_id, self.domain, e.sender_domain))
@@ -1319,7 +1353,7 @@ class Pipeline:
         decided: list[tuple[str, Inbound]] = []
         refused: dict[str, Rejection] = {}
         for tag, asked in orders:
-            msg = Inbound(self.codec.protocol, b"", now, "", sender=origin)
+            msg = Inbound(self.codec.protocol, b"", now, "", sender=origin, may_curtail=True)
             order = asked
             if isinstance(order, FlexRequest):
                 # its Revision continues the sequence gridgate keeps with the aggregator
@@ -1387,7 +1421,7 @@ class Pipeline:
                         reference_message_id=order.envelope.message_id,
                         result=Result.ACCEPTED,
                     )
-                    handler(msg, confirmed, document.raw, origin, tag)
+                    handler(msg, confirmed, document.raw, origin, tag, _curtailed(decided, tag))
                 if not recipient.endpoint:
                     self._selected(msg, order, origin)
             unit.ledger += msg.unit.ledger
@@ -1398,7 +1432,17 @@ class Pipeline:
             # carries out there
             reference = f"{document.protocol}:{origin.id}/{doc_id}#{tag}"
             unit.messages.append(record | {"reference": reference, "digest": ""})
-            outcomes.append(Outcome(tag, True, order_message_id=order.envelope.message_id))
+            curtailment = _curtailed([(tag, msg)], tag)
+            outcomes.append(
+                Outcome(
+                    tag,
+                    True,
+                    self.reasons.GRID_LIMIT_EXCEEDED if curtailment else None,
+                    curtailment.reason if curtailment else "",
+                    order_message_id=order.envelope.message_id,
+                    fraction=curtailment.fraction if curtailment else None,
+                )
+            )
         ack = acknowledge(outcomes)
         accepted = any(o.accepted for o in outcomes)
         decision = "accepted" if accepted else "rejected"
@@ -1436,6 +1480,7 @@ class Pipeline:
                             "decision": "accepted" if o.accepted else "rejected",
                             **({"rule": o.rule.value, "reason": o.reason} if o.rule else {}),
                             **({"order": o.order_message_id} if o.order_message_id else {}),
+                            **({"fraction": o.fraction} if o.fraction is not None else {}),
                         }
                         for o in outcomes
                     ],
@@ -1798,6 +1843,31 @@ class Pipeline:
             )
         )
         self._count("ack:rejected")
+
+
+def _curtailed(decided: Sequence[tuple[str, Inbound]], tag: str) -> Curtailment | None:
+    """How the grid check curtailed the orders of `tag` (the least share); None if not."""
+    found = [
+        Curtailment(msg.decision.fraction, msg.decision.reason)
+        for t, msg in decided
+        if t == tag
+        and msg.decision is not None
+        and msg.decision.outcome is GridOutcome.CURTAILED
+        and msg.decision.fraction is not None
+    ]
+    return min(found, key=lambda c: c.fraction) if found else None
+
+
+def _curtailment_of(detail: str | None, tag: str) -> Curtailment | None:
+    """How the grid check curtailed a tag, from its document's audit entry."""
+    if not detail:
+        return None
+    found = [
+        Curtailment(o["fraction"], o.get("reason", ""))
+        for o in json.loads(detail).get("outcomes", [])
+        if o.get("tag") == tag and o.get("fraction") is not None
+    ]
+    return min(found, key=lambda c: c.fraction) if found else None
 
 
 def _document_of(reference: str | None) -> tuple[str, str, str]:

@@ -66,7 +66,7 @@ from gateway.model import (
     Result,
     Role,
 )
-from gateway.pipeline import Document, Outcome, format_duration
+from gateway.pipeline import Curtailment, Document, Outcome, format_duration
 from gateway.routing import Participant as GatewayParticipant
 from gateway.store.writer import DuplicateKey
 
@@ -364,6 +364,14 @@ class CimIngress:
                 )
                 text = f"{o.rule}: {o.reason}" if o.rule is not None else o.reason
                 rejected.setdefault(o.tag, []).append(Reason(code, text[:512]))
+        curtailed = {
+            o.tag: Reason(
+                GRID_REASON,
+                f"TimeSeries {o.tag} curtailed to {o.fraction:.1%}: {o.reason}"[:512],
+            )
+            for o in outcomes
+            if o.accepted and o.fraction is not None and o.tag not in rejected
+        }
         carried = {o.tag for o in outcomes if o.accepted} - set(rejected)
         count = len(
             document.time_series
@@ -371,13 +379,16 @@ class CimIngress:
             else document.bid_time_series
         )
         if not rejected:
-            reasons = (Reason(CimReason.MESSAGE_FULLY_ACCEPTED.value),)
+            # a curtailment is no fault of the document: it is accepted, and each curtailed
+            # TimeSeries is named with the grid's reason (its A41 gives the quantities)
+            reasons = (Reason(CimReason.MESSAGE_FULLY_ACCEPTED.value), *curtailed.values())
         elif carried:
             reasons = (
                 Reason(
                     CimReason.MESSAGE_CONTAINS_ERRORS_AT_THE_TIME_SERIES_LEVEL.value,
                     f"{len(rejected)} of {count} TimeSeries refused",
                 ),
+                *curtailed.values(),
             )
         else:
             reasons = (
@@ -537,6 +548,7 @@ class CimIngress:
         raw: bytes,
         origin: GatewayParticipant,
         tag: str,
+        curtailment: Curtailment | None = None,
     ) -> None:
         """An aggregator answered what gridgate sent for the document `raw` from `origin`:
         an offer on a need goes to `origin` as a bid (A37), and gridgate confirms the offer;
@@ -581,8 +593,15 @@ class CimIngress:
             return
         if all(s.mrid != tag for s in document.time_series):
             return
+        curtailed = curtailment if response.result is Result.ACCEPTED else None
         a41 = activation_response(
-            document, tag, response.result, response.rejection_reason, self.me, _now()
+            document,
+            tag,
+            response.result,
+            curtailed.reason if curtailed else response.rejection_reason,
+            self.me,
+            _now(),
+            curtailed.fraction if curtailed else None,
         )
         self.gateway.pipeline.send(
             msg,

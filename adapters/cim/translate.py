@@ -640,6 +640,22 @@ def bid_availability(
     )
 
 
+def _response_of(order: ActivationDocument, me: PartyCode, now: datetime) -> ActivationDocument:
+    """The header of an A41 response to `order`."""
+    return replace(
+        order,
+        mrid=str(uuid.uuid4()),
+        revision=1,
+        type="A41",
+        sender=Participant(CodedId(me.code, me.coding_scheme), order.receiver.role),
+        receiver=order.sender,
+        created=now.astimezone(UTC).replace(microsecond=0),
+        # the order document the activation names, as the ISO's own responses echo it
+        order_mrid=order.order_mrid or order.mrid,
+        order_revision=order.order_revision or order.revision,
+    )
+
+
 def selection_result(
     order: FlexOrder,
     domain: str,
@@ -702,21 +718,49 @@ def activation_response(
     reason: str | None,
     me: PartyCode,
     now: datetime,
+    fraction: float | None = None,
 ) -> ActivationDocument:
-    """The A41 response to one TimeSeries of `order`, in the order's version."""
+    """The A41 response to one TimeSeries of `order`, in the order's version.
+
+    A TimeSeries the grid check curtailed (`fraction` of its power carried out) is answered
+    activated with its quantities scaled to what was sent, and a B46 (internal congestion)
+    reason saying so."""
     series = next(s for s in order.time_series if s.mrid == series_mrid)
     activated = result is Result.ACCEPTED
+    if activated and fraction is not None:
+        share = Decimal(str(fraction))
+        series = replace(
+            series,
+            periods=tuple(
+                replace(
+                    period,
+                    points=tuple(
+                        replace(p, quantity=(p.quantity * share).quantize(Decimal("0.001")))
+                        for p in period.points
+                    ),
+                )
+                for period in series.periods
+            ),
+        )
+        return replace(
+            _response_of(order, me, now),
+            time_series=(
+                replace(
+                    series,
+                    status=ActivationStatus.ACTIVATED,
+                    reasons=(
+                        Reason(
+                            "B46",
+                            f"curtailed to {fraction:.1%} by the distribution grid: {reason or ''}"[
+                                :512
+                            ],
+                        ),
+                    ),
+                ),
+            ),
+        )
     return replace(
-        order,
-        mrid=str(uuid.uuid4()),
-        revision=1,
-        type="A41",
-        sender=Participant(CodedId(me.code, me.coding_scheme), order.receiver.role),
-        receiver=order.sender,
-        created=now.astimezone(UTC).replace(microsecond=0),
-        # the order document the activation names, as the ISO's own responses echo it
-        order_mrid=order.order_mrid or order.mrid,
-        order_revision=order.order_revision or order.revision,
+        _response_of(order, me, now),
         time_series=(
             replace(
                 series,

@@ -12,6 +12,7 @@ HTTP endpoint (an in-process aiohttp app).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import ssl
@@ -122,6 +123,23 @@ def client_tls(ca: trustme.CA, name: str) -> tuple[ssl.SSLContext, str]:
 
 @pytest.fixture
 async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    async with open_world(tmp_path, database_url) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def open_world(
+    tmp_path: Path,
+    database_url: str,
+    *,
+    gridcheck: dict[str, Any] | None = None,
+    grid_node: str | None = None,
+) -> AsyncIterator[World]:
+    """gridgate with an ISO and an LDC posting CIM over mutual TLS, the LDC also a UFTP DSO,
+    and an aggregator with one resource (a UFTP peer and an MQTT control centre).
+
+    `gridcheck` is the `[gridcheck]` table (the capacity check without it); `grid_node` the
+    resource's node in the grid model."""
     require(mosquitto_running(), f"Mosquitto is not listening on {MOSQUITTO_HOST}:{MOSQUITTO_PORT}")
     ca = trustme.CA()
     ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
@@ -180,6 +198,7 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
             },
             "market": {"time_zone": "Europe/Amsterdam"},
             "outbox": {"retry_base_seconds": 0.1, "retry_max_seconds": 1.0},
+            **({"gridcheck": gridcheck} if gridcheck else {}),
             "participants": [
                 {
                     "id": "iso",
@@ -196,7 +215,14 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
                     "uftp_domain": LDC,
                     "endpoint": dso.url,
                     "public_keys": [public_b64(keys["ldc"])],
-                    "congestion_points": [{"ean": CP, "limit_w": LIMIT, "cim_domain": AREA}],
+                    "congestion_points": [
+                        {
+                            "ean": CP,
+                            "limit_w": LIMIT,
+                            "cim_domain": AREA,
+                            **({"zone": "mv"} if gridcheck else {}),
+                        }
+                    ],
                 },
                 {
                     "id": "agr",
@@ -213,6 +239,7 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
                             "min_w": -500_000,
                             "max_w": 500_000,
                             "cim_id": RESOURCE,
+                            **({"grid_node": grid_node} if grid_node else {}),
                         }
                     ],
                 },

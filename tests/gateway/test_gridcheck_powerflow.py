@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -34,7 +35,7 @@ from gateway.gridcheck.powerflow import (
     ZoneLimits,
     congestion_points_from,
 )
-from gateway.model import Envelope, FlexOrder, PowerIsp, Role, isp_start
+from gateway.model import DPrognosis, Envelope, FlexOrder, PowerIsp, Role, isp_start
 from gateway.routing import Directory
 from gateway.store.models import LedgerEntry
 from tests.gateway.conftest import public_b64, secret_b64
@@ -670,3 +671,44 @@ def test_a_grid_node_missing_from_the_model_stops_the_start(tmp_path: Path) -> N
         PowerFlowCheck.from_settings(settings, Directory.from_settings(settings))
     message = str(caught.value)
     assert "gridcheck.zones[0].model" in message and "'Bus 99'" in message and cp(5) in message
+
+
+def test_the_forecast_is_the_sum_of_every_aggregators_latest_d_prognosis(
+    cigre: GridModel,
+) -> None:
+    check = make_check(cigre)
+    changed: list[tuple[str, date | None]] = []
+    check.listeners.append(lambda zone, period: changed.append((zone, period)))
+
+    def prognosis(sender: str, power: int, made: datetime) -> DPrognosis:
+        return DPrognosis(
+            envelope=Envelope(str(uuid.uuid4()), "c", sender, "dso.example.com", Role.AGR, made),
+            isp_duration=ISP,
+            time_zone=TZ,
+            period=PERIOD,
+            congestion_point=cp(4),
+            revision=1,
+            isps=(PowerIsp(10, power),),
+        )
+
+    check.forecast(prognosis("a.example.com", 1_500_000, NOW - timedelta(hours=2)))
+    check.forecast(prognosis("b.example.com", 1_000_000, NOW - timedelta(hours=1)))
+    # a second prognosis of aggregator a replaces its first: 1.0 + 1.0 MW, not 2.5 MW
+    check.forecast(prognosis("a.example.com", 1_000_000, NOW - timedelta(minutes=30)))
+    assert changed == [("mv", PERIOD)] * 3
+    # what is left for an order at bus 4 is what a 2 MW forecast leaves, not 2.5 MW's
+    big = order(4, {10: 5_000_000})
+    decision = check.check(big, origin="dso-1", allow_curtail=True)
+    assert decision.base_state_time == NOW - timedelta(minutes=30)  # the newest made it
+    expected = {}
+    for total in (2_000_000, 2_500_000):
+        other_check = make_check(cigre)
+        other_check.set_forecast(cp(4), PERIOD, {10: total}, time=NOW)
+        expected[total] = other_check.check(big, origin="dso-1", allow_curtail=True).fraction
+    assert decision.fraction is not None and expected[2_000_000] is not None
+    assert expected[2_500_000] is not None and expected[2_500_000] < expected[2_000_000]
+    assert decision.fraction == pytest.approx(expected[2_000_000], abs=0.006)
+    # a congestion point in no zone has no grid state: its prognosis changes nothing
+    other = dataclasses.replace(prognosis("a.example.com", 5, NOW), congestion_point="ean.1")
+    check.forecast(other)
+    assert len(changed) == 3

@@ -1,0 +1,207 @@
+"""End to end through the power-flow grid check: an ISO activation (IEC CIM) and a DSO order
+(UFTP) that together would overload a line of the CIGRE MV grid. Whichever comes second is
+refused (a signed UFTP order cannot be changed) or curtailed (an order gridgate writes for a
+CIM activation can), with the line named to its sender and in the audit. Real gridgate,
+real peers, the real broker, both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandapower
+import pandapower.networks
+import pytest
+from sqlalchemy import select
+
+from adapters.cim.documents import AcknowledgementDocument, ActivationDocument
+from adapters.cim.parse import parse
+from gateway.model import (
+    Envelope,
+    FlexOrder,
+    FlexOrderResponse,
+    PowerIsp,
+    Result,
+    Role,
+    period_bounds,
+)
+from gateway.store.db import sessionmaker
+from gateway.store.models import AuditEntry
+from tests.gateway.test_cim_activation import (
+    AGR,
+    CP,
+    LDC,
+    World,
+    activation_of,
+    is_order,
+    next_quarter,
+    open_world,
+    post,
+    replace_envelope,
+)
+
+ZONE = "Europe/Amsterdam"
+NODE = "Bus 5"  # the resource sits at the far end of feeder 1
+
+
+@pytest.fixture
+async def grid_world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    """The CIM world with the power-flow check on pandapower's CIGRE MV grid at half load."""
+    net = pandapower.networks.create_cigre_network_mv(with_der="all")
+    pandapower.to_json(net, str(tmp_path / "cigre-mv.json"))
+    gridcheck = {
+        "method": "powerflow",
+        "zones": [
+            {
+                "id": "mv",
+                "dso": "ldc",
+                "model": "cigre-mv.json",
+                "format": "pandapower",
+                "load_profile": [0.5],
+                "v_min": 0.90,
+                "v_max": 1.10,
+            }
+        ],
+    }
+    async with open_world(tmp_path, database_url, gridcheck=gridcheck, grid_node=NODE) as world:
+        yield world
+
+
+def isp_of(start: datetime) -> tuple[Any, int]:
+    """The local day and the 1-based ISP index of `start`."""
+    local = start.astimezone(ZoneInfo(ZONE))
+    day = local.date()
+    first, _ = period_bounds(day, ZONE)
+    return day, (start - first) // timedelta(minutes=15) + 1
+
+
+def dso_order(start: datetime, watts: int) -> FlexOrder:
+    day, isp = isp_of(start)
+    return FlexOrder(
+        envelope=Envelope(
+            message_id=str(uuid.uuid4()),
+            conversation_id=str(uuid.uuid4()),
+            sender_domain=LDC,
+            recipient_domain=AGR,
+            sender_role=Role.DSO,
+            timestamp=datetime.now(UTC),
+        ),
+        isp_duration=timedelta(minutes=15),
+        time_zone=ZONE,
+        period=day,
+        congestion_point=CP,
+        isps=(PowerIsp(isp, watts),),
+        price=Decimal("30.00"),
+        currency="EUR",
+        order_reference="dso-congestion-1",
+        unsolicited=True,
+    )
+
+
+async def audited_check(world: World, event: str) -> dict[str, Any]:
+    """The grid check's decision in the newest audit entry of `event` that has one."""
+    async with sessionmaker(world.gateway.engine)() as session:
+        rows = await session.scalars(
+            select(AuditEntry.detail)
+            .where(AuditEntry.event == event)
+            .order_by(AuditEntry.seq.desc())
+        )
+        for detail in rows:
+            check = json.loads(detail).get("check")
+            if check is not None:
+                return dict(check)
+    raise AssertionError(f"no {event} entry with a grid check")
+
+
+async def test_a_dso_order_after_an_iso_activation_that_would_overload_a_line_is_refused(
+    grid_world: World,
+) -> None:
+    world = grid_world
+    start = next_quarter()
+    # the ISO activates 2 MW downward (more consumption) at the resource: the grid takes it
+    _, _, body = activation_of(start, timedelta(minutes=15), ["2"], direction="A02")
+    status, answer = await post(world, body)
+    ack = parse(answer)
+    assert status == 200 and isinstance(ack, AcknowledgementDocument)
+    assert [r.code for r in ack.reasons] == ["A01"]
+    first = await world.agr.wait_for(is_order)
+    assert isinstance(first, FlexOrder) and first.power_by_isp() == {isp_of(start)[1]: 2_000_000}
+
+    # the DSO orders 2 MW more in the same ISP: together they would overload the feeder
+    assert await world.dso.send(dso_order(start, 2_000_000)) == (200, "")
+    answer_to_dso = await world.dso.wait_for(lambda m: isinstance(m, FlexOrderResponse))
+    assert isinstance(answer_to_dso, FlexOrderResponse)
+    assert answer_to_dso.result is Result.REJECTED
+    check = await audited_check(world, "message.rejected")
+    binding = check["binding"]
+    assert check["outcome"] == "rejected" and check["method"].startswith("powerflow-ac")
+    assert binding["type"] == "line" and binding["metric"] == "loading"
+    assert binding["predicted"] > binding["limit"]
+    assert binding["element"] in (answer_to_dso.rejection_reason or "")
+    assert check["model_version"] and check["base_state_time"]
+    await asyncio.sleep(0.3)
+    assert [m for m in world.agr.received if isinstance(m, FlexOrder)] == [first]
+
+
+async def test_an_iso_activation_after_a_dso_order_is_curtailed_to_what_the_line_takes(
+    grid_world: World,
+) -> None:
+    world = grid_world
+    start = next_quarter()
+    assert await world.dso.send(dso_order(start, 2_000_000)) == (200, "")
+    first = await world.agr.wait_for(is_order)
+    assert isinstance(first, FlexOrder)
+
+    mrid, series, body = activation_of(start, timedelta(minutes=15), ["2"], direction="A02")
+    status, answer = await post(world, body)
+    ack = parse(answer)
+    assert status == 200 and isinstance(ack, AcknowledgementDocument)
+    accepted, curtailed = ack.reasons
+    assert accepted.code == "A01" and curtailed.code == "B46"
+    assert (
+        curtailed.text is not None and series in curtailed.text and "curtailed to" in curtailed.text
+    )
+
+    # the aggregator gets what the grid takes, not the 2 MW asked
+    second = await world.agr.wait_for(lambda m: is_order(m) and m is not first)
+    assert isinstance(second, FlexOrder)
+    (sent,) = second.power_by_isp().values()
+    assert 0 < sent < 2_000_000
+    check = await audited_check_document(world)
+    (outcome,) = check["outcomes"]
+    assert 0 < outcome["fraction"] < 1 and outcome["order"] == second.envelope.message_id
+    # the feeder's second section binds: named to the ISO and in the audit
+    assert "line Line 2-3" in outcome["reason"] and "line Line 2-3" in curtailed.text
+
+    reply = FlexOrderResponse(
+        envelope=replace_envelope(second),
+        reference_message_id=second.envelope.message_id,
+        result=Result.ACCEPTED,
+    )
+    assert await world.agr.send(reply) == (200, "")
+    await asyncio.wait_for(world.iso.arrived.wait(), 10)
+    a41 = parse(world.iso.received[0])
+    assert isinstance(a41, ActivationDocument) and a41.order_mrid == mrid
+    (answered,) = a41.time_series
+    assert answered.status == "A07"
+    (point,) = answered.periods[0].points
+    assert point.quantity == (Decimal(sent) / 1_000_000).quantize(Decimal("0.001"))
+    assert answered.reasons[0].code == "B46"
+
+
+async def audited_check_document(world: World) -> dict[str, Any]:
+    async with sessionmaker(world.gateway.engine)() as session:
+        detail = await session.scalar(
+            select(AuditEntry.detail)
+            .where(AuditEntry.event == "document.accepted")
+            .order_by(AuditEntry.seq.desc())
+        )
+    assert detail is not None
+    return dict(json.loads(detail))
