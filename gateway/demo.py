@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+import ssl
 import sys
 import time
 import uuid
@@ -52,13 +54,17 @@ from gateway.model import (
     Result,
     Role,
     isp_count,
+    isp_start,
 )
+from gateway.tls import write_dev_pki
 
 if TYPE_CHECKING:
     from adapters.uftp.peer import UftpPeer
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 EVENING = range(69, 81)  # ISPs 69-80: 17:00-20:00 local, the feeder's evening peak
+LATE_EVENING = 85  # 21:00 local: the ISO's balancing need meets the DSO's order
+DEMO_GRID = "grid/cigre-mv.json"  # the DSO's grid model in the work folder
 
 
 @dataclass
@@ -95,8 +101,39 @@ def prepare(
     for p in data.get("participants", []):
         if p.get("uftp_domain"):
             p["public_keys"] = [public_key_b64(keys[p["id"]].public_key())]
+    # TLS: a development CA, gridgate's server certificate, and a client certificate for
+    # each participant that posts IEC CIM (its fingerprint names it)
+    cim_clients = [p["id"] for p in data.get("participants", []) if p.get("cim_parties")]
+    write_dev_pki(workdir / "pki", hosts=["127.0.0.1", "localhost"], clients=cim_clients)
+    for p in data.get("participants", []):
+        if p["id"] in cim_clients:
+            p["client_certificate_sha256"] = certificate_sha256(
+                workdir / "pki" / f"client-{p['id']}.pem"
+            )
+    # the DSO's grid model, for the power-flow grid check
+    for zone in data.get("gridcheck", {}).get("zones", []):
+        if zone.get("format") == "pandapower" and zone["model"] == DEMO_GRID:
+            write_demo_grid(workdir / DEMO_GRID)
     settings = settings_from_dict(copy.deepcopy(data), path=topology, base=workdir)
     return settings, keys, data
+
+
+def write_demo_grid(path: Path) -> None:
+    """pandapower's CIGRE MV benchmark grid (20 kV, two feeders) as pandapower JSON."""
+    import pandapower
+    import pandapower.networks
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pandapower.to_json(pandapower.networks.create_cigre_network_mv(with_der="all"), str(path))
+
+
+def certificate_sha256(path: Path) -> str:
+    """The SHA-256 fingerprint of a PEM certificate's DER bytes."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
 async def run_demo(
@@ -125,17 +162,26 @@ async def run_demo(
         p.uftp_domain: keys[p.id].public_key() for p in settings.participants if p.uftp_domain
     }
     trusted[settings.gateway.uftp_domain] = keys["gridgate"].public_key()
+    # the simulated participants trust gridgate's development CA
+    trust = ssl.create_default_context(cafile=str(workdir / "pki" / "ca.pem"))
     peers: dict[str, UftpPeer] = {}
     for p in settings.participants:
         if p.uftp_domain:
             assert p.role in ("DSO", "AGR")
-            peers[p.id] = UftpPeer(p.uftp_domain, Role(p.role), keys[p.id], trusted)
+            peers[p.id] = UftpPeer(
+                p.uftp_domain, Role(p.role), keys[p.id], trusted, client_ssl=trust
+            )
     for peer in peers.values():
         await peer.start()
+    iso_s = next((p for p in settings.participants if p.role == "ISO"), None)
+    iso = SimulatedIso()
+    await iso.start()
     # point the config's endpoints at the simulated peers that now listen
     for p in data["participants"]:
         if p["id"] in peers:
             p["endpoint"] = peers[p["id"]].url
+        if iso_s is not None and p["id"] == iso_s.id:
+            p["cim_endpoint"] = iso.url
     if mqtt_url:
         data.setdefault("mqtt", {})["url"] = mqtt_url
     if database_url:
@@ -147,7 +193,9 @@ async def run_demo(
 
     gateway = Gateway(settings)
     await gateway.start()
-    gateway_url = f"http://127.0.0.1:{gateway.port}/shapeshifter/api/v3/message"
+    scheme = "https" if settings.gateway.tls else "http"
+    base_url = f"{scheme}://127.0.0.1:{gateway.port}"
+    gateway_url = f"{base_url}/shapeshifter/api/v3/message"
     broker_url = settings.mqtt.url
     if broker_url == "embedded":
         broker_url = gateway.registry.extras["mqtt_broker"].url
@@ -231,7 +279,11 @@ async def run_demo(
                 tl.say(me.id, f"received FlexOrder {message.order_reference} via gridgate")
                 status, _ = await peer.send(
                     FlexOrderResponse(
-                        envelope=envelope(me, dso_s, conv),
+                        # to whoever ordered: the DSO, or gridgate for an ISO's activation
+                        envelope=replace(
+                            envelope(me, dso_s, conv),
+                            recipient_domain=message.envelope.sender_domain,
+                        ),
                         reference_message_id=message.envelope.message_id,
                         result=Result.ACCEPTED,
                     )
@@ -277,7 +329,9 @@ async def run_demo(
             tl.say(dso_s.id, f"-> FlexOfferResponse Accepted to {a.id}: HTTP {status}")
 
         tl.section(
-            f"the DSO orders; gridgate checks each order against the feeder limit "
+            "the DSO orders; gridgate checks each order in an AC power flow of the DSO's grid"
+            if settings.gridcheck.method == "powerflow"
+            else f"the DSO orders; gridgate checks each order against the feeder limit "
             f"({cp.limit_w / 1000:.0f} kW per ISP)"
         )
         for index, a in enumerate(agrs):
@@ -339,6 +393,11 @@ async def run_demo(
                     a.id, f"control centre received {len(seen)} setpoints: nothing was forwarded"
                 )
 
+        if iso_s is not None:
+            await transmission_meets_distribution(
+                tl, settings, iso_s, workdir, base_url, iso, dso, dso_s, agrs, period, summary
+            )
+
         # let the last deliveries and acknowledgements settle
         for _ in range(100):
             counts = await gateway.outbox.counts()
@@ -352,6 +411,7 @@ async def run_demo(
         await gateway.stop()
         for peer in peers.values():
             await peer.stop()
+        await iso.stop()
 
     from gateway.audit.chain import verify_chain
     from gateway.store.db import create_engine, sessionmaker
@@ -390,6 +450,208 @@ async def run_demo(
     )
     print(f"  {'audit head hash':<20} {report.head_hash}", file=out, flush=True)
     return summary
+
+
+@dataclass
+class SimulatedIso:
+    """The ISO's receiving endpoint for gridgate's CIM documents (its A41 responses)."""
+
+    received: list[bytes] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    port: int = 0
+    _runner: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cim"
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def receive(request: web.Request) -> web.Response:
+            self.received.append(await request.read())
+            self.arrived.set()
+            return web.Response(status=200)
+
+        app = web.Application()
+        app.router.add_post("/cim", receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def transmission_meets_distribution(
+    tl: Timeline,
+    settings: Settings,
+    iso_s: Any,
+    workdir: Path,
+    base_url: str,
+    iso: SimulatedIso,
+    dso: UftpPeer,
+    dso_s: Any,
+    agrs: list[Any],
+    period: Any,
+    summary: dict[str, Any],
+) -> None:
+    """21:00: the ISO activates the battery for balancing (IEC CIM); then the DSO, unaware,
+    orders more of the same feeder (UFTP). Together they would overload a line: the AC power
+    flow lets the first through and refuses the second, naming the line."""
+    import aiohttp
+
+    from adapters.cim.documents import (
+        AcknowledgementDocument,
+        ActivationDocument,
+        ActivationTimeSeries,
+        CodedId,
+        Participant,
+        Point,
+        TimeInterval,
+    )
+    from adapters.cim.documents import Period as CimPeriod
+    from adapters.cim.emit import emit
+    from adapters.cim.parse import parse
+
+    alpha = next(a for a in agrs if any(r.cim_id for r in a.resources))
+    battery = next(r for r in alpha.resources if r.cim_id)
+    me = settings.gateway.cim_party
+    assert me is not None and battery.cim_id is not None
+    cp = battery.congestion_point
+    start = isp_start(period, settings.market.time_zone, settings.market.isp, LATE_EVENING)
+    end = start + settings.market.isp
+    isp = LATE_EVENING
+    tl.section(
+        f"{start.astimezone(ZoneInfo(settings.market.time_zone)):%H:%M}: the ISO and the DSO "
+        "both want the same feeder; gridgate runs an AC power flow of the DSO's grid"
+    )
+    code = iso_s.cim_parties[0]
+    activation = ActivationDocument(
+        version="6.2",
+        mrid=str(uuid.uuid4()),
+        revision=1,
+        type="A40",
+        process_type="A47",
+        sender=Participant(CodedId(code.code, code.coding_scheme), "A04"),
+        receiver=Participant(CodedId(me.code, me.coding_scheme), "A46"),
+        created=datetime.now(UTC).replace(microsecond=0),
+        period=TimeInterval(start, end),
+        domain=CodedId("10YNL----------L", "A01"),
+        time_series=(
+            ActivationTimeSeries(
+                mrid=str(uuid.uuid4()),
+                resource_provider=CodedId(me.code, me.coding_scheme),
+                business_type="A97",
+                acquiring_domain=CodedId("10YNL----------L", "A01"),
+                connecting_domain=CodedId("10YNL----------L", "A01"),
+                unit="MAW",
+                direction="A02",  # down: the battery charges, soaking up surplus
+                status="A10",
+                registered_resource=CodedId(battery.cim_id, "A01"),
+                periods=(
+                    CimPeriod(
+                        TimeInterval(start, end),
+                        settings.market.isp,
+                        (Point(1, Decimal(2)),),
+                    ),
+                ),
+            ),
+        ),
+    )
+    pki = workdir / "pki"
+    tls = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    tls.load_cert_chain(pki / f"client-{iso_s.id}.pem", pki / f"client-{iso_s.id}-key.pem")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base_url}/cim/v1/documents",
+            data=emit(activation),
+            headers={"Content-Type": "application/xml"},
+            ssl=tls,
+        ) as response,
+    ):
+        answer = parse(await response.read())
+    assert isinstance(answer, AcknowledgementDocument)
+    tl.say(
+        iso_s.id,
+        f"-> A40 activation of {battery.id} ({battery.cim_id}): 2 MW down (charge) "
+        f"{start:%H:%M}-{end:%H:%M} UTC over mutual TLS; acknowledgement "
+        + ", ".join(r.code + (f" {r.text}" if r.text else "") for r in answer.reasons),
+    )
+    dso_answers = len([m for m in dso.received if isinstance(m, FlexOrderResponse)])
+    response_doc = None
+    for _ in range(200):
+        responses = [
+            d
+            for d in map(parse, iso.received)
+            if isinstance(d, ActivationDocument) and d.type == "A41"
+        ]
+        if responses:
+            response_doc = responses[0]
+            break
+        await asyncio.sleep(0.05)
+    assert response_doc is not None, "the ISO got no A41 response"
+    tl.say(
+        iso_s.id,
+        f"received A41 response: TimeSeries {response_doc.time_series[0].status} "
+        "(A07 activated): the aggregator took the order gridgate wrote for it",
+    )
+    selections = [
+        d for d in map(parse, iso.received) if type(d).__name__ == "ReserveAllocationResultDocument"
+    ]
+    tl.say(
+        iso_s.id,
+        f"had received {len(selections)} ReserveAllocationResult (A38): the DSO's evening "
+        "selections on its feeder, as gridgate reported them",
+    )
+    summary["selections_reported"] = len(selections)
+    summary["orders_accepted"] += 1
+
+    order = FlexOrder(
+        envelope=Envelope(
+            message_id=str(uuid.uuid4()),
+            conversation_id=str(uuid.uuid4()),
+            sender_domain=dso_s.uftp_domain,
+            recipient_domain=alpha.uftp_domain,
+            sender_role=Role.DSO,
+            timestamp=datetime.now(UTC),
+        ),
+        isp_duration=settings.market.isp,
+        time_zone=settings.market.time_zone,
+        period=period,
+        congestion_point=cp,
+        isps=(PowerIsp(isp, 2_000_000),),
+        price=Decimal("30.00"),
+        currency="EUR",
+        order_reference=f"ORD-{period:%Y%m%d}-021",
+        unsolicited=True,
+    )
+    status, text = await dso.send(order)
+    tl.say(
+        dso_s.id,
+        f"-> FlexOrder {order.order_reference} to {alpha.id}: +2000 kW (charge the EV hub "
+        f"and battery) in ISP {isp}: HTTP {status} {text}",
+    )
+
+    def refused(m: Message) -> bool:
+        return (
+            isinstance(m, FlexOrderResponse) and m.reference_message_id == order.envelope.message_id
+        )
+
+    refusal = await dso.wait_for(refused)
+    assert isinstance(refusal, FlexOrderResponse)
+    tl.say(
+        dso_s.id,
+        f"received FlexOrderResponse {refusal.result} from gridgate: {refusal.rejection_reason}",
+    )
+    assert len([m for m in dso.received if isinstance(m, FlexOrderResponse)]) > dso_answers
+    if refusal.result is Result.REJECTED:
+        summary["orders_rejected"] += 1
+        summary["grid_conflicts"] = summary.get("grid_conflicts", 0) + 1
 
 
 async def plan(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -40,6 +41,8 @@ class UftpPeer:
     _session: aiohttp.ClientSession | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     port: int = 0
+    # the TLS context it posts to gridgate with (its CA's trust, for an https gateway_url)
+    client_ssl: ssl.SSLContext | None = None
 
     @property
     def url(self) -> str:
@@ -54,7 +57,8 @@ class UftpPeer:
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1]
-        self._session = aiohttp.ClientSession()
+        connector = aiohttp.TCPConnector(ssl=self.client_ssl) if self.client_ssl else None
+        self._session = aiohttp.ClientSession(connector=connector)
 
     async def stop(self) -> None:
         if self._session is not None:

@@ -12,14 +12,20 @@ from tests.gateway.conftest import PG_HOST, PG_PORT, drop_postgres, fresh_postgr
 
 
 def check(summary: dict, out: str) -> None:
-    assert summary["orders_accepted"] == 1
+    # the DSO's two evening orders and the ISO's activation; the DSO's late order refused
+    assert summary["orders_accepted"] == 3
     assert summary["orders_rejected"] == 1
-    assert summary["setpoints_received"] == 2  # agr-alpha's two resources
-    assert summary["acks_audited"] == 2
+    # the evening: agr-alpha's two resources and agr-beta's one; the ISO's activation: two
+    assert summary["setpoints_received"] == 5
+    assert summary["acks_audited"] == 5
     assert summary["audit_ok"]
-    assert "Grid limit exceeded: ISP 69" in out
-    assert "exceeds the limit 400000 W by 50000 W" in out
-    assert "nothing was forwarded" in out
+    # the ISO's activation passed the AC power flow; the DSO's order would overload a line
+    assert "acknowledgement A01" in out and "received A41 response: TimeSeries A07" in out
+    assert "received FlexOrderResponse Rejected from gridgate: Grid limit exceeded" in out
+    assert "line Line 2-3 at" in out and "the largest safe fraction is" in out
+    assert summary["grid_conflicts"] == 1
+    # the DSO's evening selections reached the ISO as ReserveAllocationResults
+    assert summary["selections_reported"] == 2
     assert summary["audit_head"] in out
     # the morning: registration with gridgate as the CRO, where the connections lie, prognoses
     assert "DSOPortfolioUpdate: ean.871685900012636543 with 3 connections: Accepted" in out
