@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.config import DOMAIN_RE, Settings, load_settings
@@ -51,6 +52,63 @@ def cmd_config_check(args: argparse.Namespace) -> int:
                 f"        resource {r.id} at {r.connection_ean} behind {r.congestion_point} "
                 f"[{r.min_w}, {r.max_w}] W"
             )
+    return 0
+
+
+def cmd_grid_model(args: argparse.Namespace) -> int:
+    """Load a grid model as the power-flow check would, and show what it holds and how its
+    own operating point flows: the way to check a CGMES export before configuring it."""
+    import numpy as np
+
+    from gateway.gridcheck.grid import AcSolver, GridModelError, load_model
+
+    paths = [Path(p) for p in args.files]
+    try:
+        model = load_model(
+            paths[0] if len(paths) == 1 else paths, zone=args.zone, format=args.format
+        )
+    except GridModelError as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return 1
+    lines = [b for b in model.branches if b.kind == "line"]
+    transformers = [b for b in model.branches if b.kind == "transformer"]
+    age = datetime.now(UTC) - model.created
+    print(
+        f"zone {model.zone}: model version {model.version}, time stamp "
+        f"{model.created.isoformat()} ({age.total_seconds() / 3600:.0f} h old"
+        + (
+            ": older than the default max_model_age_hours of 720, so the check would "
+            "treat it as stale and fail safe)"
+            if age > timedelta(hours=720)
+            else ")"
+        )
+    )
+    print(
+        f"  {len(model.nodes)} nodes, {len(lines)} lines, {len(transformers)} transformers; "
+        f"TSO-DSO interface (slack) at {model.nodes[model.slack].name}"
+    )
+    print(
+        f"  operating point: {model.base_p_w.sum() / 1e6:.3f} MW, "
+        f"{model.base_q_var.sum() / 1e6:.3f} Mvar net consumption"
+    )
+    solution = AcSolver(model).solve(model.base_p_w[None, :], model.base_q_var[None, :])
+    if not solution.converged[0]:
+        print("  its power flow does not converge", file=sys.stderr)
+        return 1
+    u, loading = solution.u_pu[0], solution.loading[0]
+    low, high = int(np.nanargmin(u)), int(np.nanargmax(u))
+    print(
+        f"  power flow: voltages {u[low]:.4f} pu ({model.nodes[low].name}) to {u[high]:.4f} "
+        f"pu ({model.nodes[high].name}); interface {solution.interface_p_w[0] / 1e6:.3f} MW"
+    )
+    for node in model.nodes if args.nodes else ():
+        print(f"    node {node.name:<24} {node.u_rated_v / 1000:8.2f} kV  {u[node.index]:.4f} pu")
+    order = np.argsort(-np.nan_to_num(loading, nan=-1.0))
+    for j in order[: args.top]:
+        b = model.branches[int(j)]
+        rating = f"{b.rating:.0f} A" if b.kind == "line" else f"{b.rating / 1e6:.1f} MVA"
+        shown = "no rating" if np.isnan(loading[j]) else f"{loading[j] * 100:.1f} %"
+        print(f"    {b.kind:<11} {b.name:<24} {shown:>10} of {rating}")
     return 0
 
 
@@ -273,6 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cs1. value published now: print the records of a key rotation",
     )
     p.set_defaults(func=cmd_keys_new)
+
+    grid = sub.add_parser("grid", help="the grid-security check").add_subparsers(
+        dest="grid_command", required=True
+    )
+    p = grid.add_parser(
+        "model", help="load a grid model (CGMES or pandapower JSON) and show its power flow"
+    )
+    p.add_argument("files", nargs="+", help="the CGMES profiles (or their folder), or one JSON")
+    p.add_argument("--format", choices=("cgmes", "pandapower"), required=True)
+    p.add_argument("--zone", default="zone", help="the zone id to load it as")
+    p.add_argument("--top", type=int, default=5, help="branches to list, most loaded first")
+    p.add_argument("--nodes", action="store_true", help="list every node's voltage")
+    p.set_defaults(func=cmd_grid_model)
 
     certs = sub.add_parser("certs", help="TLS material").add_subparsers(
         dest="certs_command", required=True

@@ -127,3 +127,25 @@ def test_db_upgrade_and_audit_verify_name_the_first_broken_entry(
     asyncio.run(fill_and_forge(True))
     assert main(["audit", "verify", "--database", url]) == 1
     assert "BROKEN at entry 4" in capsys.readouterr().out
+
+
+def test_grid_model_shows_what_a_cgmes_model_holds_and_how_it_flows(
+    specs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = specs / "cim" / "samples" / "cgmes" / "CIGRE_MV_CGMES2.4.15"
+    assert main(["grid", "model", str(folder), "--format", "cgmes", "--zone", "north"]) == 0
+    out = capsys.readouterr().out
+    assert "zone north: model version" in out
+    assert "15 nodes, 12 lines, 2 transformers; TSO-DSO interface (slack) at N0" in out
+    # the NEPLAN export's time stamp is 2018: an operator is told the check would fail safe
+    assert "time stamp 2018-05-24T13:01:39+00:00" in out and "treat it as stale" in out
+    assert "voltages 0.9413 pu (N11) to 1.0000 pu (N0)" in out
+    assert "transformer TR1" in out and "% of 40.0 MVA" in out
+
+
+def test_grid_model_refuses_a_model_it_cannot_load_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "eq.xml").write_text("<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>")
+    assert main(["grid", "model", str(tmp_path / "eq.xml"), "--format", "cgmes"]) == 1
+    assert "refused:" in capsys.readouterr().err
