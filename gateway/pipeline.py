@@ -223,6 +223,8 @@ class Outcome:
     # accepted in part: the share of its power the grid check let through (rule and reason
     # say why)
     fraction: float | None = None
+    # the grid check's decision as audited: binding element, model version, base-state time
+    check: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -777,6 +779,13 @@ class Pipeline:
                 self.reasons.NO_ROUTE,
                 f"{recipient.id} has no UFTP endpoint configured to receive a {message.kind}",
             )
+        elif isinstance(message, FlexOrderResponse) and message.result is Result.REJECTED:
+            # the aggregator will not carry out the DSO's order: its power goes back to the grid
+            unbooked = self._unbook(message.reference_message_id, recipient.id, msg.unit)
+            if unbooked:
+                msg.out.append(
+                    {"what": "unbooked", "order": message.reference_message_id, "power": unbooked}
+                )
         elif (
             isinstance(message, FlexOrderResponse)
             and message.result is Result.ACCEPTED
@@ -1352,6 +1361,7 @@ class Pipeline:
         # decide every order first: a tag (a TimeSeries) is carried out whole or not at all
         decided: list[tuple[str, Inbound]] = []
         refused: dict[str, Rejection] = {}
+        rejected_checks: list[tuple[str, Inbound]] = []  # refused orders, for their check
         for tag, asked in orders:
             msg = Inbound(self.codec.protocol, b"", now, "", sender=origin, may_curtail=True)
             order = asked
@@ -1381,6 +1391,7 @@ class Pipeline:
                 self._release(msg)
                 self._settle_claim(msg, stored=False)
                 refused.setdefault(tag, rejection)
+                rejected_checks.append((tag, msg))
                 continue
             decided.append((tag, msg))
         for tag, msg in decided:
@@ -1388,7 +1399,18 @@ class Pipeline:
                 self._release(msg)
                 self._settle_claim(msg, stored=False)
         for tag, why in refused.items():
-            outcomes.append(Outcome(tag, False, why.reason, why.detail))
+            checked = next(
+                (m.decision for t, m in rejected_checks if t == tag and m.decision), None
+            )
+            outcomes.append(
+                Outcome(
+                    tag,
+                    False,
+                    why.reason,
+                    why.detail,
+                    check=checked.audit_detail() if checked else None,
+                )
+            )
         # a tag carried out by several orders (one per day) is confirmed once, by its last
         last_of = {tag: msg for tag, msg in decided}
         for tag, msg in decided:
@@ -1441,6 +1463,7 @@ class Pipeline:
                     curtailment.reason if curtailment else "",
                     order_message_id=order.envelope.message_id,
                     fraction=curtailment.fraction if curtailment else None,
+                    check=msg.decision.audit_detail() if msg.decision else None,
                 )
             )
         ack = acknowledge(outcomes)
@@ -1481,6 +1504,7 @@ class Pipeline:
                             **({"rule": o.rule.value, "reason": o.reason} if o.rule else {}),
                             **({"order": o.order_message_id} if o.order_message_id else {}),
                             **({"fraction": o.fraction} if o.fraction is not None else {}),
+                            **({"check": o.check} if o.check else {}),
                         }
                         for o in outcomes
                     ],

@@ -42,7 +42,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
 from adapters.cim.documents import (
@@ -735,7 +735,13 @@ def activation_response(
                 replace(
                     period,
                     points=tuple(
-                        replace(p, quantity=(p.quantity * share).quantize(Decimal("0.001")))
+                        # toward zero: never more than was sent
+                        replace(
+                            p,
+                            quantity=(p.quantity * share).quantize(
+                                Decimal("0.001"), rounding=ROUND_DOWN
+                            ),
+                        )
                         for p in period.points
                     ),
                 )

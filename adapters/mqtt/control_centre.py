@@ -23,6 +23,8 @@ from gateway.tasks import spawn
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT = 5.0  # s to wait for a clean disconnect when stopping
+
 Reply = Callable[[dict[str, Any]], AckStatus]
 
 
@@ -72,6 +74,16 @@ class ControlCentre:
         if runner is None:
             return
         runner.cancel()
+        # aiomqtt waits for the broker's answer to DISCONNECT without a timeout, and a client
+        # cancelled while a publish is in flight may never get it: give it a few seconds
+        done, _ = await asyncio.wait({runner}, timeout=STOP_TIMEOUT)
+        if not done:
+            log.warning(
+                "control centre %s: no clean disconnect from the broker in %.0f s; dropped",
+                self.aggregator_id,
+                STOP_TIMEOUT,
+            )
+            return
         with contextlib.suppress(asyncio.CancelledError):
             await runner
 

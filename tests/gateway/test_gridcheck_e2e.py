@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -177,8 +177,12 @@ async def test_an_iso_activation_after_a_dso_order_is_curtailed_to_what_the_line
     check = await audited_check_document(world)
     (outcome,) = check["outcomes"]
     assert 0 < outcome["fraction"] < 1 and outcome["order"] == second.envelope.message_id
-    # the feeder's second section binds: named to the ISO and in the audit
+    # the feeder's second section binds: named to the ISO and in the audit, with the check's
+    # whole answer
     assert "line Line 2-3" in outcome["reason"] and "line Line 2-3" in curtailed.text
+    assert outcome["check"]["outcome"] == "curtailed"
+    assert outcome["check"]["binding"]["element"] == "Line 2-3"
+    assert outcome["check"]["model_version"] and outcome["check"]["base_state_time"]
 
     reply = FlexOrderResponse(
         envelope=replace_envelope(second),
@@ -192,7 +196,9 @@ async def test_an_iso_activation_after_a_dso_order_is_curtailed_to_what_the_line
     (answered,) = a41.time_series
     assert answered.status == "A07"
     (point,) = answered.periods[0].points
-    assert point.quantity == (Decimal(sent) / 1_000_000).quantize(Decimal("0.001"))
+    assert point.quantity == (Decimal(sent) / 1_000_000).quantize(
+        Decimal("0.001"), rounding=ROUND_DOWN
+    )
     assert answered.reasons[0].code == "B46"
 
 
@@ -205,3 +211,31 @@ async def audited_check_document(world: World) -> dict[str, Any]:
         )
     assert detail is not None
     return dict(json.loads(detail))
+
+
+async def test_a_dso_order_its_aggregator_rejects_gives_its_power_back_to_the_grid(
+    grid_world: World,
+) -> None:
+    world = grid_world
+    start = next_quarter()
+    first = dso_order(start, 2_000_000)
+    assert await world.dso.send(first) == (200, "")
+    forwarded = await world.agr.wait_for(is_order)
+    assert isinstance(forwarded, FlexOrder)
+    no = FlexOrderResponse(
+        envelope=replace_envelope(forwarded),
+        reference_message_id=forwarded.envelope.message_id,
+        result=Result.REJECTED,
+        rejection_reason="battery under maintenance",
+    )
+    assert await world.agr.send(no) == (200, "")
+    assert await world.dso.wait_for(lambda m: isinstance(m, FlexOrderResponse))
+    # the 2 MW were never carried out: another 2 MW + 2 MW fits where 3 x 2 MW would not
+    for _ in range(2):
+        order = dso_order(start, 2_000_000) if _ == 0 else dso_order(start, 1_000_000)
+        assert await world.dso.send(order) == (200, "")
+        await world.agr.wait_for(
+            lambda m, mid=order.envelope.message_id: is_order(m) and m.envelope.message_id == mid
+        )
+    answers = [m for m in world.dso.received if isinstance(m, FlexOrderResponse)]
+    assert [a.result for a in answers] == [Result.REJECTED]  # only the aggregator's "no"
