@@ -42,6 +42,8 @@ class DocumentType(enum.StrEnum):
     ACTIVATION_RESPONSE = "A41"
     RESERVE_NEED = "B21"  # a ReserveBid_MarketDocument used as a need
     BID_AVAILABILITY = "B45"
+    CAPACITY = "A26"  # Capacity_MarketDocument: a TSO-DSO interface capacity
+    AGREED_CAPACITY = "A31"
 
 
 class BusinessType(enum.StrEnum):
@@ -51,6 +53,8 @@ class BusinessType(enum.StrEnum):
     OFFER = "B74"
     NEED = "B75"
     FLEXIBLE_NEED = "B90"
+    TOTAL_TRANSFER_CAPACITY = "A81"  # a capacity time series: the maximum flow
+    MAXIMUM_POWER_EXCHANGE = "C12"
 
 
 class Direction(enum.StrEnum):
@@ -459,6 +463,56 @@ class MeterReadingsDocument:
     meter_readings: tuple[MeterReading, ...] = ()
 
 
+# ---------------------------------------------------------------------------------------------
+# Capacity_MarketDocument (IEC 62325-451-3, 8.4)
+
+ACTIVE_POWER = "8716867000016"  # EnergyProductTypeList: the product of a capacity time series
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityPoint:
+    """A `Point` of a capacity time series: the capacity (`quantity`) in one step."""
+
+    position: int
+    quantity: Decimal
+    secondary_quantity: Decimal | None = None  # secondaryQuantity (not used by gridgate)
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityTimeSeries:
+    """The capacity between two areas (`out_Domain` → `in_Domain`) over its Periods."""
+
+    mrid: str
+    business_type: str  # BusinessType.MAXIMUM_POWER_EXCHANGE or TOTAL_TRANSFER_CAPACITY
+    product: str  # ACTIVE_POWER
+    in_domain: CodedId  # in_Domain.mRID
+    out_domain: CodedId  # out_Domain.mRID
+    unit: str  # measurement_Unit.name: MeasureUnit.MW or MeasureUnit.KW
+    periods: tuple[Period[CapacityPoint], ...]
+    auction_mrid: str | None = None
+    curve_type: str | None = None  # A01 fixed blocks (default), A03 variable blocks
+    connecting_line: CodedId | None = None  # connectingLine_RegisteredResource.mRID
+    requesting_party: Participant | None = None  # requesting_MarketParticipant.*
+    direction: str | None = None  # flowDirection.direction
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityDocument(MarketDocumentHeader):
+    """A capacity document (type A26, or A31 agreed capacity): to gridgate, the TSO-DSO
+    interface capacity an LDC or the ISO sets as a temporary limit of a grid zone."""
+
+    version: str = "8.4"
+    period: TimeInterval  # period.timeInterval
+    domain: CodedId  # domain.mRID
+    doc_status: str | None = None  # docStatus/value
+    received_mrid: str | None = None  # received_MarketDocument.mRID
+    received_revision: int | None = None
+    time_series: tuple[CapacityTimeSeries, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+
+
 CimDocument = (
     ActivationDocument
     | ReserveBidDocument
@@ -466,4 +520,5 @@ CimDocument = (
     | BidAvailabilityDocument
     | ReserveAllocationResultDocument
     | MeterReadingsDocument
+    | CapacityDocument
 )

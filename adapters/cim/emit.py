@@ -26,6 +26,8 @@ from adapters.cim.documents import (
     AllocationPoint,
     BidAvailabilityDocument,
     BidPoint,
+    CapacityDocument,
+    CapacityPoint,
     CimDocument,
     CodedId,
     InErrorPeriod,
@@ -53,6 +55,7 @@ from adapters.cim.versions import (
     ACKNOWLEDGEMENT,
     ACTIVATION,
     BID_AVAILABILITY,
+    CAPACITY,
     MESSAGE_NS,
     METER_READINGS,
     METER_READINGS_NS,
@@ -533,6 +536,49 @@ def _meter_readings(w: _Writer, document: MeterReadingsDocument) -> etree._Eleme
     return root
 
 
+# ---------------------------------------------------------------------------------------------
+# Capacity_MarketDocument
+
+
+def _capacity(w: _Writer, document: CapacityDocument) -> etree._Element:
+    root = w.root(CAPACITY)
+    w.header(root, document)
+    if document.doc_status is not None:
+        w.add(w.add(root, "docStatus"), "value", document.doc_status)
+    w.opt(root, "received_MarketDocument.mRID", document.received_mrid)
+    w.opt(
+        root,
+        "received_MarketDocument.revisionNumber",
+        None if document.received_revision is None else str(document.received_revision),
+    )
+    w.interval(root, "period.timeInterval", document.period)
+    w.coded(root, "domain.mRID", document.domain)
+    for series in document.time_series:
+        element = w.add(root, "TimeSeries")
+        w.add(element, "mRID", series.mrid)
+        w.add(element, "businessType", series.business_type)
+        w.add(element, "product", series.product)
+        w.coded(element, "in_Domain.mRID", series.in_domain)
+        w.coded(element, "out_Domain.mRID", series.out_domain)
+        w.add(element, "measurement_Unit.name", series.unit)
+        w.opt(element, "auction.mRID", series.auction_mrid)
+        w.opt(element, "curveType", series.curve_type)
+        w.coded(element, "connectingLine_RegisteredResource.mRID", series.connecting_line)
+        w.participant(element, "requesting_MarketParticipant", series.requesting_party)
+        w.opt(element, "flowDirection.direction", series.direction)
+        w.periods(element, series.periods, lambda e, p: _capacity_point(w, e, p))
+        w.reasons(element, series.reasons)
+    w.reasons(root, document.reasons)
+    return root
+
+
+def _capacity_point(w: _Writer, element: etree._Element, point: CapacityPoint) -> None:
+    w.add(element, "position", str(point.position))
+    w.add(element, "quantity", format_decimal(point.quantity))
+    w.decimal(element, "secondaryQuantity", point.secondary_quantity)
+    w.reasons(element, point.reasons)
+
+
 _WRITERS: dict[type[Any], tuple[str, Callable[[_Writer, Any], etree._Element]]] = {
     ActivationDocument: (ACTIVATION, _activation),
     ReserveBidDocument: (RESERVE_BID, _reserve_bid),
@@ -540,4 +586,5 @@ _WRITERS: dict[type[Any], tuple[str, Callable[[_Writer, Any], etree._Element]]] 
     BidAvailabilityDocument: (BID_AVAILABILITY, _bid_availability),
     ReserveAllocationResultDocument: (RESERVE_ALLOCATION_RESULT, _allocation_result),
     MeterReadingsDocument: (METER_READINGS, _meter_readings),
+    CapacityDocument: (CAPACITY, _capacity),
 }

@@ -24,9 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from adapters.cim.acknowledgements import acknowledgement
+from adapters.cim.capacity import receive_capacity
 from adapters.cim.documents import (
     AcknowledgementDocument,
     ActivationDocument,
+    CapacityDocument,
     CodedId,
     Direction,
     MeterReadingsDocument,
@@ -122,6 +124,8 @@ class CimIngress:
             if isinstance(document, MeterReadingsDocument):
                 return await self._meter_readings(document, raw, origin)
             self._identify(document, origin)
+            if isinstance(document, CapacityDocument):  # a temporary limit (capacity.py)
+                return await receive_capacity(self, document, raw, origin)
             is_order = (
                 isinstance(document, ActivationDocument) and document.type in ACTIVATION_ORDERS
             )

@@ -35,6 +35,9 @@ from adapters.cim.documents import (
     BidPoint,
     BidTimeSeries,
     BusinessType,
+    CapacityDocument,
+    CapacityPoint,
+    CapacityTimeSeries,
     CimDocument,
     CodedId,
     DocumentType,
@@ -68,6 +71,7 @@ from adapters.cim.versions import (
     ACTIVATION,
     BID_AVAILABILITY,
     BY_NAMESPACE,
+    CAPACITY,
     MESSAGE_NS,
     METER_READINGS,
     METER_READINGS_NS,
@@ -900,6 +904,74 @@ def _meter_reading(r: _Reader, element: etree._Element) -> MeterReading:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Capacity_MarketDocument
+
+
+def _capacity(r: _Reader) -> CapacityDocument:
+    root = r.root
+    header = _header(r)
+    period = r.interval(root, "period.timeInterval")
+    doc_status = r.maybe(root, "docStatus")
+    return CapacityDocument(
+        **header,
+        period=period,
+        domain=r.coded(root, "domain.mRID"),
+        doc_status=None if doc_status is None else r.text(doc_status, "value"),
+        received_mrid=r.opt(root, "received_MarketDocument.mRID"),
+        received_revision=r.revision_opt(root, "received_MarketDocument.revisionNumber"),
+        time_series=tuple(
+            _capacity_series(r, element, period) for element in r.all(root, "TimeSeries")
+        ),
+        reasons=r.reasons(root),
+    )
+
+
+def _capacity_series(
+    r: _Reader, element: etree._Element, period: TimeInterval
+) -> CapacityTimeSeries:
+    curve_type = r.opt(element, "curveType")
+    in_domain = r.coded(element, "in_Domain.mRID")
+    out_domain = r.coded(element, "out_Domain.mRID")
+    if in_domain == out_domain:
+        raise r.reject(
+            CimReason.AREA_INVALID,
+            r.find(element, "out_Domain.mRID"),
+            f"in_Domain.mRID and out_Domain.mRID are the same area {in_domain.value}: a "
+            "capacity is between two areas",
+        )
+    return CapacityTimeSeries(
+        mrid=r.text(element, "mRID"),
+        business_type=r.text(element, "businessType"),
+        product=r.text(element, "product"),
+        in_domain=in_domain,
+        out_domain=out_domain,
+        unit=r.text(element, "measurement_Unit.name"),
+        periods=r.periods(
+            element,
+            lambda p: _capacity_point(r, p),
+            lambda point: point.position,
+            curve_type=curve_type,
+            within=period,
+        ),
+        auction_mrid=r.opt(element, "auction.mRID"),
+        curve_type=curve_type,
+        connecting_line=r.coded_opt(element, "connectingLine_RegisteredResource.mRID"),
+        requesting_party=r.participant_opt(element, "requesting_MarketParticipant"),
+        direction=r.opt(element, "flowDirection.direction"),
+        reasons=r.reasons(element),
+    )
+
+
+def _capacity_point(r: _Reader, element: etree._Element) -> CapacityPoint:
+    return CapacityPoint(
+        position=int(r.text(element, "position")),
+        quantity=r.decimal(element, "quantity"),
+        secondary_quantity=r.decimal_opt(element, "secondaryQuantity"),
+        reasons=r.reasons(element),
+    )
+
+
 _READERS: dict[str, Callable[[_Reader], CimDocument]] = {
     ACTIVATION: _activation,
     RESERVE_BID: _reserve_bid,
@@ -907,4 +979,5 @@ _READERS: dict[str, Callable[[_Reader], CimDocument]] = {
     BID_AVAILABILITY: _bid_availability,
     RESERVE_ALLOCATION_RESULT: _allocation_result,
     METER_READINGS: _meter_readings,
+    CAPACITY: _capacity,
 }

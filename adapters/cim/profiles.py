@@ -90,6 +90,10 @@ _CODE_BY_ELEMENT: dict[str, CimReason] = {
     "resolution": CimReason.RESOLUTION_INCONSISTENCY,
     "position": CimReason.POSITION_INCONSISTENCY,
     "currency_Unit.name": CimReason.CURRENCY_INVALID,
+    # Capacity_MarketDocument: the two areas, and a product that is not active power
+    "in_Domain.mRID": CimReason.AREA_INVALID,
+    "out_Domain.mRID": CimReason.AREA_INVALID,
+    "product": CimReason.NOT_COMPLIANT_TO_LOCAL_MARKET_RULES,
 }
 _QUANTITIES = frozenset(
     {

@@ -51,6 +51,7 @@ ACKNOWLEDGEMENT = "Acknowledgement_MarketDocument"
 BID_AVAILABILITY = "BidAvailability_MarketDocument"
 RESERVE_ALLOCATION_RESULT = "ReserveAllocationResult_MarketDocument"
 METER_READINGS = "MeterReadings"
+CAPACITY = "Capacity_MarketDocument"
 
 # the 61968-100 message envelope around MeterReadings (TC57 2011, NOTES §4)
 METER_READINGS_MESSAGE_NS = "http://www.iec.ch/TC57/2011/MeterReadingsMessage"
@@ -119,6 +120,8 @@ VERSIONS: tuple[DocumentVersion, ...] = (
         chameleon=False,
         envelopes=tuple(METER_READINGS_ROOT_BY_VERB.values()),
     ),
+    # a TSO-DSO interface capacity: a temporary limit of a grid zone (adapters/cim/capacity.py)
+    DocumentVersion(CAPACITY, "8.4", f"{_ESMP}:451-3:capacitydocument:8:4", "capacity-8.xsd"),
 )
 
 BY_NAMESPACE: dict[str, DocumentVersion] = {v.namespace: v for v in VERSIONS}
@@ -132,6 +135,7 @@ ACKNOWLEDGEMENT_FOR: dict[str, str] = {
     RESERVE_BID: "8.1",  # Statnett 7.2 and Fingrid 7.4 bids are acknowledged in 8.1
     BID_AVAILABILITY: DEFAULT_ACKNOWLEDGEMENT_VERSION,
     RESERVE_ALLOCATION_RESULT: DEFAULT_ACKNOWLEDGEMENT_VERSION,
+    CAPACITY: DEFAULT_ACKNOWLEDGEMENT_VERSION,
 }
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from adapters.cim.documents import (
+    ACTIVE_POWER,
     AcknowledgementDocument,
     ActivationDocument,
     ActivationTimeSeries,
@@ -20,6 +21,9 @@ from adapters.cim.documents import (
     BidAvailabilityTimeSeries,
     BidPoint,
     BidTimeSeries,
+    CapacityDocument,
+    CapacityPoint,
+    CapacityTimeSeries,
     CimDocument,
     CodedId,
     InErrorPeriod,
@@ -446,6 +450,51 @@ def meter_readings(verb: str = "created") -> MeterReadingsDocument:
     )
 
 
+def capacity() -> CapacityDocument:
+    """An LDC's TSO-DSO interface capacity (A26): two hourly points, every field set."""
+    return CapacityDocument(
+        mrid="b3c1e1f2-5d7a-4f0e-9a51-0c2b7d4e6f10",
+        revision=1,
+        type="A26",
+        process_type="A49",
+        sender=DSO,
+        receiver=GRIDGATE,
+        created=CREATED,
+        period=DAY,
+        domain=NO2,
+        doc_status="A05",
+        received_mrid=ORDER_ID,
+        received_revision=2,
+        time_series=(
+            CapacityTimeSeries(
+                mrid="interface-1",
+                business_type="C12",
+                product=ACTIVE_POWER,
+                in_domain=NO2,
+                out_domain=NORWAY,
+                unit="MAW",
+                periods=(
+                    Period(
+                        TimeInterval(HOUR.start, HOUR.start + timedelta(hours=2)),
+                        timedelta(hours=1),
+                        (
+                            CapacityPoint(1, Decimal("22.5"), Decimal("1.5"), (Reason("B46"),)),
+                            CapacityPoint(2, Decimal("20.000")),
+                        ),
+                    ),
+                ),
+                auction_mrid="auction-1",
+                curve_type="A01",
+                connecting_line=CodedId("10T-NO-DSO-0001A", "A01"),
+                requesting_party=ISO,
+                direction="A01",
+                reasons=(Reason("B46", "transformer T1 out of service"),),
+            ),
+        ),
+        reasons=(Reason("A95", "agreed in operational planning"),),
+    )
+
+
 def every_document() -> dict[str, CimDocument]:
     """Every type and version gridgate writes, by a readable id."""
     documents: dict[str, CimDocument] = {}
@@ -460,6 +509,7 @@ def every_document() -> dict[str, CimDocument]:
         documents[f"acknowledgement-{version}"] = acknowledgement(version)
     documents["bidavailability-1.1"] = bid_availability()
     documents["reserveallocationresult-6.5"] = allocation_result()
+    documents["capacity-8.4"] = capacity()
     for verb in ("created", "changed", "create", "change", "reply"):
         documents[f"meterreadings-{verb}"] = meter_readings(verb)
     # gridgate's own reply to an LDC: no readings returned, so no Payload

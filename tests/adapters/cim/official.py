@@ -24,6 +24,7 @@ OFFICIAL_XSD = {
         "esmp/iec62325-451-7-reserveallocationresult_v6_5.xsd"
     ),
     ("MeterReadings", "2011"): "iec61968-9/MeterReadingsMessage.xsd",
+    ("Capacity_MarketDocument", "8.4"): "esmp/iec62325-451-3-capacity_v8_4.xsd",
 }
 
 _cache: dict[Path, etree.XMLSchema] = {}
