@@ -293,8 +293,9 @@ class PowerFlowCheck:
         # ISO and DSO activations per (zone, period, isp, role, consumption?): the conflicts
         self._sides: dict[tuple[str, date, int, Role, bool], dict[str, int]] = {}
         self._tokens: dict[tuple[str, str], str] = {}
-        # the latest D-Prognosis per (congestion point, period) and aggregator
+        # the latest D-Prognosis per (congestion point, period) and aggregator, and their sum
         self._prognoses: dict[tuple[str, date], dict[str, DPrognosis]] = {}
+        self._portfolios: dict[tuple[str, date], _Forecast] = {}
         # told (zone, period or None for all) when a zone's base state changed: re-validation
         self.listeners: list[Callable[[str, date | None], None]] = []
         for model in models:
@@ -402,9 +403,14 @@ class PowerFlowCheck:
         )
 
     def forecast(self, prognosis: DPrognosis) -> None:
-        """An aggregator's D-Prognosis arrived: the congestion point's forecast becomes the
-        sum of the latest D-Prognosis of every aggregator there, made when the newest was.
+        """An aggregator's D-Prognosis arrived: the aggregators' portfolios at the congestion
+        point are forecast to consume the sum of the latest D-Prognosis of each of them,
+        made when the newest was.
 
+        A D-Prognosis covers an aggregator's portfolio, not the congestion point's other
+        customers: it is added to the base state (the model's operating point, scaled by the
+        profile, or the DSO's own forecast) at the congestion point's nodes. The model's
+        loads there are taken to be everything outside the portfolios (docs/gridcheck.md).
         A congestion point in no zone has no grid state to refresh: it is ignored."""
         cp, period = prognosis.congestion_point, prognosis.period
         if cp not in self._cps:
@@ -417,7 +423,8 @@ class PowerFlowCheck:
                 for i in isp.indices:
                     total[i] = total.get(i, 0) + isp.power
         newest = max(p.envelope.timestamp for p in latest.values())
-        self.set_forecast(cp, period, total, time=newest)
+        self._portfolios[(cp, period)] = _Forecast(total, newest)
+        self._forget(self._cps[cp].zone, period)
         self._changed(self._cps[cp].zone, period)
 
     def _changed(self, zone: str, period: date | None) -> None:
@@ -568,6 +575,7 @@ class PowerFlowCheck:
             del self._forecasts[key]
         for key in [k for k in self._prognoses if k[1] < before]:
             del self._prognoses[key]
+            self._portfolios.pop(key, None)
         return len(old)
 
     # -- the check ----------------------------------------------------------------------
@@ -749,11 +757,16 @@ class PowerFlowCheck:
             forecast = self._forecasts.get((cp, period))
             if forecast is not None and isp in forecast.powers:
                 forecasts.append((cp, forecast))
+        for cp, _ in forecasts:  # the DSO's own forecast replaces the model's power there
+            p[grid.vector(self._cps[cp].nodes) > 0] = 0.0
+        for cp, forecast in forecasts:
+            p += forecast.powers[isp] * grid.vector(self._cps[cp].nodes)
+        for cp in self._zone_cps[limits.id]:  # the aggregators' portfolios add to it
+            portfolio = self._portfolios.get((cp, period))
+            if portfolio is not None and isp in portfolio.powers:
+                p += portfolio.powers[isp] * grid.vector(self._cps[cp].nodes)
+                forecasts.append((cp, portfolio))
         if forecasts:
-            for cp, _ in forecasts:
-                p[grid.vector(self._cps[cp].nodes) > 0] = 0.0
-            for cp, forecast in forecasts:
-                p += forecast.powers[isp] * grid.vector(self._cps[cp].nodes)
             oldest_cp, oldest = min(forecasts, key=lambda f: f[1].time)
             time, forecast_cp = oldest.time, oldest_cp
         for token, power in self._isp_tokens.get((limits.id, period, isp), {}).items():

@@ -673,7 +673,7 @@ def test_a_grid_node_missing_from_the_model_stops_the_start(tmp_path: Path) -> N
     assert "gridcheck.zones[0].model" in message and "'Bus 99'" in message and cp(5) in message
 
 
-def test_the_forecast_is_the_sum_of_every_aggregators_latest_d_prognosis(
+def test_the_portfolios_add_the_sum_of_every_aggregators_latest_d_prognosis(
     cigre: GridModel,
 ) -> None:
     check = make_check(cigre)
@@ -696,18 +696,21 @@ def test_the_forecast_is_the_sum_of_every_aggregators_latest_d_prognosis(
     # a second prognosis of aggregator a replaces its first: 1.0 + 1.0 MW, not 2.5 MW
     check.forecast(prognosis("a.example.com", 1_000_000, NOW - timedelta(minutes=30)))
     assert changed == [("mv", PERIOD)] * 3
-    # what is left for an order at bus 4 is what a 2 MW forecast leaves, not 2.5 MW's
+    # what is left for an order at bus 4 is what portfolios of 2 MW leave, not 2.5 MW's
     big = order(4, {10: 5_000_000})
     decision = check.check(big, origin="dso-1", allow_curtail=True)
     assert decision.base_state_time == NOW - timedelta(minutes=30)  # the newest made it
-    expected = {}
-    for total in (2_000_000, 2_500_000):
+    expected: dict[int | None, float | None] = {}
+    for total in (None, 0, 2_000_000, 2_500_000):
         other_check = make_check(cigre)
-        other_check.set_forecast(cp(4), PERIOD, {10: total}, time=NOW)
+        if total is not None:
+            other_check.forecast(prognosis("one.example.com", total, NOW))
         expected[total] = other_check.check(big, origin="dso-1", allow_curtail=True).fraction
     assert decision.fraction is not None and expected[2_000_000] is not None
     assert expected[2_500_000] is not None and expected[2_500_000] < expected[2_000_000]
     assert decision.fraction == pytest.approx(expected[2_000_000], abs=0.006)
+    # a portfolio adds to the rest of the node's load, which a prognosis of 0 W leaves alone
+    assert expected[0] == pytest.approx(expected[None], abs=0.006)
     # a congestion point in no zone has no grid state: its prognosis changes nothing
     other = dataclasses.replace(prognosis("a.example.com", 5, NOW), congestion_point="ean.1")
     check.forecast(other)
