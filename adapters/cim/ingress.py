@@ -59,6 +59,7 @@ from adapters.cim.translate import (
 )
 from adapters.cim.versions import METER_READINGS_MESSAGE_NS
 from gateway.config import PartyCode
+from gateway.gridcheck.base import Outcome as GridOutcome
 from gateway.model import (
     FlexOffer,
     FlexOrder,
@@ -474,7 +475,12 @@ class CimIngress:
                 in {BidRef(offer.envelope.message_id, number, d) for d in Direction}
             )
             trial = FlexOrder(
-                envelope=offer.envelope,
+                # addressed as its order would be: placed at the aggregator's resources
+                envelope=replace(
+                    offer.envelope,
+                    sender_domain=offer.envelope.recipient_domain,
+                    recipient_domain=offer.envelope.sender_domain,
+                ),
                 isp_duration=offer.isp_duration,
                 time_zone=offer.time_zone,
                 period=offer.period,
@@ -485,14 +491,18 @@ class CimIngress:
                 order_reference="bid prequalification",
                 unsolicited=True,
             )
-            decision = grid.check(trial, origin="gridgate:prequalification")
+            decision = grid.check(trial, origin="gridgate:prequalification", allow_curtail=True)
             if decision.reservation is not None:
                 grid.release(decision.reservation)
-            if decision.accepted:
+            if decision.outcome is GridOutcome.ACCEPTED:
                 continue
             binding = decision.binding
             headroom = 0
-            if binding is not None:
+            if decision.outcome is GridOutcome.CURTAILED and decision.fraction is not None:
+                # what the grid takes of the bid: the safe share of its peak power
+                peak = max((abs(p) for p in trial.activated_power_by_isp().values()), default=0)
+                headroom = int(decision.fraction * peak)
+            elif binding is not None and binding.metric == "flex_power_w":
                 # what each ISP can still take in the bid's direction (power booked the other
                 # way makes room), and the tightest of them
                 rooms = [

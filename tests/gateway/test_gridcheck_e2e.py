@@ -10,6 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -21,12 +22,18 @@ import pandapower.networks
 import pytest
 from sqlalchemy import select
 
-from adapters.cim.documents import AcknowledgementDocument, ActivationDocument
+from adapters.cim.documents import (
+    AcknowledgementDocument,
+    ActivationDocument,
+    BidAvailabilityDocument,
+)
+from adapters.cim.emit import emit
 from adapters.cim.parse import parse
 from gateway.model import (
     Envelope,
     FlexOrder,
     FlexOrderResponse,
+    FlexRequest,
     PowerIsp,
     Result,
     Role,
@@ -41,7 +48,9 @@ from tests.gateway.test_cim_activation import (
     World,
     activation_of,
     is_order,
+    need,
     next_quarter,
+    offer_on,
     open_world,
     post,
     replace_envelope,
@@ -239,3 +248,32 @@ async def test_a_dso_order_its_aggregator_rejects_gives_its_power_back_to_the_gr
         )
     answers = [m for m in world.dso.received if isinstance(m, FlexOrderResponse)]
     assert [a.result for a in answers] == [Result.REJECTED]  # only the aggregator's "no"
+
+
+async def test_a_bid_the_feeder_cannot_take_whole_is_marked_with_what_it_can_take(
+    grid_world: World,
+) -> None:
+    """Grid prequalification under the power flow: the B45's operational limit is the
+    share of the bid the AC check lets through, in MW, and its reason names the line."""
+    world = grid_world
+    need_doc, _ = need("5")
+    downward = replace(
+        need_doc,
+        bid_time_series=tuple(replace(s, direction="A02") for s in need_doc.bid_time_series),
+    )
+    assert (await post(world, emit(downward)))[0] == 200
+    request = await world.agr.wait_for(lambda m: isinstance(m, FlexRequest))
+    assert isinstance(request, FlexRequest)
+    assert await world.agr.send(offer_on(request, "20.00", 5_000_000)) == (200, "")
+    for _ in range(100):
+        if len(world.iso.received) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    (availability,) = [
+        d for d in map(parse, world.iso.received) if isinstance(d, BidAvailabilityDocument)
+    ]
+    (marked,) = availability.bid_time_series
+    assert marked.operational_limit is not None
+    assert Decimal("0.5") < marked.operational_limit < Decimal("5")
+    (reason,) = marked.reasons
+    assert reason.code == "B46" and reason.text is not None and "line Line 2-3" in reason.text
