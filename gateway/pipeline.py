@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -336,6 +337,32 @@ class Pipeline:
                 self._seen[(message_id, sender, recipient)] = digest
         if self.cro is not None:
             await self.cro.load(self.engine, self.domain, self.codec.reread)
+        await self._load_forecasts()
+
+    async def _load_forecasts(self) -> None:
+        """Give the grid check the stored D-Prognoses of periods not yet over, in the order
+        they were accepted: its base state survives a restart."""
+        today = self.clock().astimezone(ZoneInfo(self.settings.market.time_zone)).date()
+        m = MessageRecord
+        async with self.engine.connect() as conn:
+            bodies = await conn.scalars(
+                select(AuditEntry.body)
+                .select_from(m)
+                .join(AuditEntry, AuditEntry.seq == m.audit_seq)
+                .where(
+                    m.kind == MessageKind.D_PROGNOSIS.value,
+                    m.decision == "accepted",
+                    m.period >= today,
+                )
+                .order_by(m.id)
+            )
+            for body in bodies:
+                try:
+                    prognosis = self.codec.reread(body) if body is not None else None
+                    if isinstance(prognosis, DPrognosis):
+                        self.grid_check.forecast(prognosis)
+                except Exception:
+                    log.exception("a stored D-Prognosis could not be given to the grid check")
 
     def _remember(self, key: tuple[str, str, str], digest: str) -> None:
         self._seen[key] = digest

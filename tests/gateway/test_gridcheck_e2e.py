@@ -29,7 +29,9 @@ from adapters.cim.documents import (
 )
 from adapters.cim.emit import emit
 from adapters.cim.parse import parse
+from gateway.gridcheck.powerflow import PowerFlowCheck
 from gateway.model import (
+    DPrognosis,
     Envelope,
     FlexOrder,
     FlexOrderResponse,
@@ -277,3 +279,44 @@ async def test_a_bid_the_feeder_cannot_take_whole_is_marked_with_what_it_can_tak
     assert Decimal("0.5") < marked.operational_limit < Decimal("5")
     (reason,) = marked.reasons
     assert reason.code == "B46" and reason.text is not None and "line Line 2-3" in reason.text
+
+
+async def test_the_aggregators_d_prognoses_are_the_base_state_again_after_a_restart(
+    grid_world: World,
+) -> None:
+    world = grid_world
+    start = next_quarter()
+    day, isp = isp_of(start)
+    made = datetime.now(UTC).replace(microsecond=0)
+    prognosis = DPrognosis(
+        envelope=Envelope(
+            message_id=str(uuid.uuid4()),
+            conversation_id=str(uuid.uuid4()),
+            sender_domain=AGR,
+            recipient_domain=LDC,
+            sender_role=Role.AGR,
+            timestamp=made,
+        ),
+        isp_duration=timedelta(minutes=15),
+        time_zone=ZONE,
+        period=day,
+        congestion_point=CP,
+        revision=1,
+        isps=(PowerIsp(isp, 3_000_000),),
+    )
+    assert await world.agr.send(prognosis) == (200, "")
+    await world.dso.wait_for(lambda m: isinstance(m, DPrognosis))
+    gateway = world.gateway
+    decided = gateway.grid_check.check(dso_order(start, 1_000_000), origin="ldc")
+    assert decided.base_state_time == made  # the check runs on the prognosis
+    assert "line Line 2-3" in decided.reason  # 3 MW more on the feeder: 1 MW is too much
+    if decided.reservation:
+        gateway.grid_check.release(decided.reservation)
+
+    # a restarted gridgate: a fresh check, filled from the database as at start-up
+    fresh = PowerFlowCheck.from_settings(gateway.settings, gateway.pipeline.directory)
+    await fresh.load(gateway.engine)
+    gateway.pipeline.grid_check = fresh
+    await gateway.pipeline.load()
+    again = fresh.check(dso_order(start, 1_000_000), origin="ldc")
+    assert again.base_state_time == made and again.outcome == decided.outcome
