@@ -31,6 +31,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from gateway.routing import Directory
 
     directory = Directory.from_settings(settings)
+    check = None
+    if settings.gridcheck.method == "powerflow":
+        # the models are loaded as `run` would: a missing file or node fails here, not at start
+        from gateway.gridcheck.powerflow import PowerFlowCheck
+
+        try:
+            check = PowerFlowCheck.from_settings(settings, directory)
+        except ConfigError as e:
+            print(f"config error:\n{e}", file=sys.stderr)
+            return 2
     g = settings.gateway
     print(f"{args.file}: OK")
     print(
@@ -51,6 +61,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             print(
                 f"        resource {r.id} at {r.connection_ean} behind {r.congestion_point} "
                 f"[{r.min_w}, {r.max_w}] W"
+            )
+    if check is not None:
+        for zone in settings.gridcheck.zones:
+            model = check.model_of(zone.id)
+            assert model is not None
+            print(
+                f"  grid zone {zone.id} of {zone.dso}: model {model.version} of "
+                f"{model.created.isoformat()}, {len(model.nodes)} nodes, "
+                f"{len(model.branches)} branches, interface at {model.nodes[model.slack].name}"
             )
     return 0
 

@@ -149,3 +149,40 @@ def test_grid_model_refuses_a_model_it_cannot_load_and_says_why(
     (tmp_path / "eq.xml").write_text("<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>")
     assert main(["grid", "model", str(tmp_path / "eq.xml"), "--format", "cgmes"]) == 1
     assert "refused:" in capsys.readouterr().err
+
+
+def _powerflow_config(tmp_path: Path, specs: Path, node: str) -> Path:
+    from tests.gateway.test_config import topology, write
+
+    cgmes = specs / "cim" / "samples" / "cgmes" / "CIGRE_MV_CGMES2.4.15"
+    body = (
+        topology()
+        .replace("  limit_w = 100000\n", '  limit_w = 100000\n  zone = "mv"\n')
+        .replace("  max_w = 50000\n", f'  max_w = 50000\n  grid_node = "{node}"\n')
+    )
+    body += f"""
+[gridcheck]
+method = "powerflow"
+  [[gridcheck.zones]]
+  id = "mv"
+  dso = "dso-1"
+  model = "{cgmes}"
+  format = "cgmes"
+"""
+    return write(tmp_path, body)
+
+
+def test_config_check_loads_the_grid_models_as_run_would(
+    tmp_path: Path, specs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "check", str(_powerflow_config(tmp_path, specs, "N5"))]) == 0
+    out = capsys.readouterr().out
+    assert "grid zone mv of dso-1: model" in out and "15 nodes, 14 branches" in out
+
+
+def test_config_check_refuses_a_resource_at_a_node_the_model_does_not_have(
+    tmp_path: Path, specs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "check", str(_powerflow_config(tmp_path, specs, "N99"))]) == 2
+    err = capsys.readouterr().err
+    assert "gridcheck.zones[0].model" in err and "'N99'" in err
