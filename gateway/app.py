@@ -29,6 +29,7 @@ from gateway.store.writer import Writer
 
 if TYPE_CHECKING:
     from gateway.gridcheck.powerflow import PowerFlowCheck
+    from gateway.gridcheck.service import GridService, RetainedPublisher
     from gateway.pipeline import Catalogue, Codec, Pipeline, SetpointEgress
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,24 @@ class Gateway:
             engine=self.engine,
             clock=clock,
         )
+        # the power-flow check's lights, re-validation and expiry (none for the capacity check)
+        self.grid_service: GridService | None = None
+        if settings.gridcheck.method == "powerflow":
+            from gateway.gridcheck.powerflow import PowerFlowCheck
+            from gateway.gridcheck.service import GridService
+
+            assert isinstance(self.grid_check, PowerFlowCheck)
+            setpoints = self.registry.setpoints
+            self.grid_service = GridService(
+                self.grid_check,
+                settings,
+                self.directory,
+                self.writer,
+                self.outbox,
+                # reports to a DSO's control centre go out on the setpoints' channel (MQTT)
+                report_channel=setpoints.channel if setpoints is not None else None,
+                clock=clock,
+            )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -168,13 +187,25 @@ class Gateway:
         await self.pipeline.load()
         await self.outbox.load()
         self.outbox.start()
+        if self.grid_service is not None:
+            await self.grid_service.start(self._retained_publisher())
         if self.serve_http:
             await self._start_http()
 
+    def _retained_publisher(self) -> RetainedPublisher | None:
+        """The setpoints' channel, when it can publish retained messages (MQTT can)."""
+        from gateway.gridcheck.service import RetainedPublisher
+
+        setpoints = self.registry.setpoints
+        channel = self.registry.deliverers.get(setpoints.channel) if setpoints else None
+        return channel if isinstance(channel, RetainedPublisher) else None
+
     async def _start_http(self) -> None:
+        from gateway import operator_api
         from gateway.web.app import make_app
 
         routes = [r for factory in self.registry.routes for r in factory(self)]
+        routes += operator_api.routes(self)
         app = make_app(self, routes)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -192,6 +223,8 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.grid_service is not None:
+            await self.grid_service.stop()
         await self.outbox.stop()
         for hook in reversed(self.registry.on_stop):
             try:

@@ -429,11 +429,24 @@ class GridZoneSettings(Strict):
         return self
 
 
+class GridServiceSettings(Strict):
+    """The grid check's background service (powerflow only): traffic lights on MQTT,
+    re-validation of accepted orders, expiry (gateway.gridcheck.service)."""
+
+    # how often the check's ledger is looked at for accepted orders that turn a light (s)
+    poll_seconds: float = Field(default=2.0, gt=0)
+    # re-validation waits this long after a base-state change for the next one (s)
+    debounce_seconds: float = Field(default=0.5, ge=0)
+    # a re-validation report to the DSO's control centre stays deliverable this long (h)
+    report_validity_hours: float = Field(default=1.0, gt=0)
+
+
 class GridCheckSettings(Strict):
     # "capacity": |accepted power| per congestion point within its limit_w (the first cut);
     # "powerflow": AC power flow on the zones' grid models
     method: Literal["capacity", "powerflow"] = "capacity"
     zones: list[GridZoneSettings] = Field(default_factory=list)
+    service: GridServiceSettings = GridServiceSettings()
 
     @model_validator(mode="after")
     def _zones(self) -> Self:

@@ -178,11 +178,20 @@ class MqttLink:
         self._first_attempt.clear()
 
     # a timeout argument, not asyncio.timeout(): its expiry is a TemporaryDeliveryError
-    async def publish(self, topic: str, payload: bytes, *, timeout: float = 10) -> None:  # noqa: ASYNC109
-        """Publish QoS 1, not retained, and return once the broker's PUBACK arrived.
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        timeout: float = 10,  # noqa: ASYNC109
+    ) -> None:
+        """Publish QoS 1 and return once the broker's PUBACK arrived.
 
-        Raise TemporaryDeliveryError when not connected, when the connection fails, or
-        when no PUBACK comes within `timeout` seconds.
+        Never `retain` a command (docs/mqtt.md); a state whose latest value a late
+        subscriber needs (the grid check's traffic light) is retained. Raise
+        TemporaryDeliveryError when not connected, when the connection fails, or when no
+        PUBACK comes within `timeout` seconds.
         """
         client = self._client
         if client is None:
@@ -192,7 +201,7 @@ class MqttLink:
         try:
             # aiomqtt's own timeout is disabled (inf); ours covers the whole call
             await asyncio.wait_for(
-                client.publish(topic, payload, qos=1, retain=False, timeout=float("inf")),
+                client.publish(topic, payload, qos=1, retain=retain, timeout=float("inf")),
                 timeout,
             )
         except TimeoutError as e:
