@@ -172,9 +172,7 @@ class MqttLink:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+        await cancel_within(runner, f"MQTT link {self.client_id}")
         self._first_attempt.clear()
 
     # a timeout argument, not asyncio.timeout(): its expiry is a TemporaryDeliveryError
@@ -333,3 +331,23 @@ class MqttLink:
             MqttReason.UNKNOWN_TOPIC,
             f"gridgate topic tree: {topic!r} is under no aggregator's ack prefix",
         )
+
+
+STOP_TIMEOUT = 5.0  # s to wait for a clean disconnect when stopping
+
+
+async def cancel_within(task: asyncio.Task[None], what: str) -> None:
+    """Cancel the task that holds an aiomqtt client and wait for it, at most STOP_TIMEOUT s.
+
+    aiomqtt waits for the broker's answer to DISCONNECT without a timeout, and a client
+    cancelled while a publish is in flight may never get it: past the timeout the task is
+    left behind, so that stopping never hangs."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+    if not done:
+        log.warning(
+            "%s: no clean disconnect from the broker in %.0f s; dropped", what, STOP_TIMEOUT
+        )
+        return
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -7,7 +7,6 @@ each on `{prefix}/{resource}/ack` (QoS 1) with the status `reply` chooses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -15,15 +14,13 @@ from typing import Any
 
 import aiomqtt
 
-from adapters.mqtt.client import new_client, parse_broker_url
+from adapters.mqtt.client import cancel_within, new_client, parse_broker_url
 from adapters.mqtt.payloads import encode_ack
 from adapters.mqtt.topics import TopicError, ack_topic, parse_setpoint_topic, setpoint_filter
 from gateway.model import AckStatus
 from gateway.tasks import spawn
 
 log = logging.getLogger(__name__)
-
-STOP_TIMEOUT = 5.0  # s to wait for a clean disconnect when stopping
 
 Reply = Callable[[dict[str, Any]], AckStatus]
 
@@ -73,19 +70,7 @@ class ControlCentre:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        runner.cancel()
-        # aiomqtt waits for the broker's answer to DISCONNECT without a timeout, and a client
-        # cancelled while a publish is in flight may never get it: give it a few seconds
-        done, _ = await asyncio.wait({runner}, timeout=STOP_TIMEOUT)
-        if not done:
-            log.warning(
-                "control centre %s: no clean disconnect from the broker in %.0f s; dropped",
-                self.aggregator_id,
-                STOP_TIMEOUT,
-            )
-            return
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+        await cancel_within(runner, f"control centre {self.aggregator_id}")
 
     # a timeout argument keeps the demo's and the tests' waits one call
     async def wait_for(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:  # noqa: ASYNC109

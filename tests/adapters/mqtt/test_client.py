@@ -354,3 +354,34 @@ def test_bad_or_duplicate_prefixes_are_config_errors() -> None:
         MqttLink("mqtt://b", client_id="g", ack_prefixes={"a1": "hub/x", "a2": "hub/x"})
     with pytest.raises(ConfigError, match="not mqtts"):
         MqttLink("mqtt://b", client_id="g", ssl_context=ssl.create_default_context())
+
+
+async def test_stopping_never_hangs_on_a_client_that_cannot_say_goodbye(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiomqtt awaits the broker's answer to DISCONNECT without a timeout: a task that holds
+    such a client past its cancellation is left behind after STOP_TIMEOUT, with a warning."""
+    from adapters.mqtt import client as mqtt_client
+
+    monkeypatch.setattr(mqtt_client, "STOP_TIMEOUT", 0.2)
+    release = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await release.wait()  # like __aexit__ waiting for a DISCONNECT answer
+
+    task = asyncio.ensure_future(stuck())
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    await mqtt_client.cancel_within(task, "test link")
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert "test link: no clean disconnect from the broker" in caplog.text
+    release.set()
+    await task
+
+    quick = asyncio.ensure_future(asyncio.sleep(3600))
+    await asyncio.sleep(0)
+    await mqtt_client.cancel_within(quick, "quick link")
+    assert quick.cancelled()
