@@ -1,6 +1,6 @@
 """Temporary TSO-DSO interface limits by Capacity_MarketDocument (IEC 62325-451-3, 8.4).
 
-An LDC (a participant with role DSO) or the ISO posts a capacity document to the CIM endpoint;
+An LDC (a participant with role DSO) posts a capacity document to the CIM endpoint;
 each TimeSeries gives the capacity between a DSO area and the TSO's area (`in_Domain` /
 `out_Domain`, either way round) per Period and resolution. gridgate finds the grid zone whose
 congestion points carry the DSO area as their `cim_domain`, and sets each run of equal points
@@ -13,7 +13,7 @@ code (docs/cim.md, "Temporary limits by Capacity_MarketDocument"):
 | refusal | code |
 |---|---|
 | the grid check is not the power flow (`[gridcheck] method = "capacity"`) | A94 |
-| the sender is neither a DSO nor an ISO; a DSO that is not the zone's DSO | A78 |
+| the sender is not a DSO (an ISO included); a DSO that is not the zone's DSO | A78 |
 | neither (or both) of a TimeSeries' areas is a congestion point's `cim_domain` in a  |  |
 | grid zone; an area in several zones; in_Domain = out_Domain | A23 |
 | a unit other than MAW/KWT, a product other than active power, a zero capacity | A59 |
@@ -63,9 +63,9 @@ if TYPE_CHECKING:
     from gateway.routing import Participant as GatewayParticipant
 
 PROTOCOL = "cim"  # adapters.cim.ingress.PROTOCOL (imported from there, it would be circular)
-# who may set a zone's interface capacity: its DSO (SO GL Art. 182(4)) and the ISO (the TSO
-# that shares the interface)
-LIMITING_ROLES = {Role.DSO, Role.ISO}
+# who may set a zone's interface capacity: its DSO, which SO GL Art. 182(4) lets set
+# temporary limits in cooperation with the TSO (the operator API holds to the same rule)
+LIMITING_ROLES = {Role.DSO}
 WATTS_PER = {MeasureUnit.MW.value: Decimal(1_000_000), MeasureUnit.KW.value: Decimal(1_000)}
 
 
@@ -137,8 +137,8 @@ def plan_limits(
     if sender_role not in LIMITING_ROLES:
         raise CimRejection(
             CimReason.SENDER_IDENTIFICATION_AND_OR_ROLE_INVALID,
-            f"{CAPACITY}: {sender} is a {sender_role.value}: only a zone's DSO or the ISO sets "
-            "the TSO-DSO interface capacity",
+            f"{CAPACITY}: {sender} is a {sender_role.value}: only a zone's DSO sets the "
+            "TSO-DSO interface capacity (SO GL Art. 182(4))",
             element="sender_MarketParticipant.mRID",
             inbound=inbound,
         )

@@ -257,17 +257,20 @@ async def test_who_may_not_limit_the_interface_is_refused_and_nothing_is_applied
     assert {r["protocol"] for r in rejected} == {"cim"}
 
 
-async def test_the_iso_may_limit_the_interface_too(grid_world: World) -> None:
+async def test_the_iso_does_not_set_a_dso_zones_limit(grid_world: World) -> None:
+    """SO GL Art. 182(4): the DSO sets temporary limits (with the TSO); the operator API
+    holds the ISO to the same rule."""
     world = grid_world
     start = next_quarter() + QUARTER
-    mrid, body = capacity_document(start, [CAPACITY_MW], sender=ISO_EIC, role="A04")
+    _, body = capacity_document(start, [CAPACITY_MW], sender=ISO_EIC, role="A04")
     status, answer = await post(world, body)  # the ISO's certificate
     ack = parse(answer)
     assert status == 200 and isinstance(ack, AcknowledgementDocument)
-    assert codes(ack) == ["A01"] and ack.receiver.mrid.value == ISO_EIC
-    assert not would_accept(world, start, 2_000_000)
-    (entry,) = await audit(world, "document.accepted")
-    assert entry["document"] == f"{mrid}/1"
+    assert codes(ack)[:2] == ["A02", "A78"] and ack.receiver.mrid.value == ISO_EIC
+    assert "only a zone's DSO sets" in " ".join(r.text or "" for r in ack.reasons)
+    assert would_accept(world, start, 2_000_000)  # nothing applied
+    (entry,) = await audit(world, "document.rejected")
+    assert entry["rule"] == "A78"
 
 
 async def test_without_the_power_flow_check_a_capacity_document_is_refused(

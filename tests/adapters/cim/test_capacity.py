@@ -317,9 +317,10 @@ def test_steps_that_are_over_are_left_out_and_an_old_document_is_refused() -> No
     assert refused.value.code == "A04"
 
 
-def test_the_iso_may_limit_any_zone() -> None:
-    (limit,) = plan(document(series(["22"]), sender=ISO), sender="iso", sender_role=Role.ISO)
-    assert limit.zone == "mv"
+def test_the_iso_does_not_limit_a_dso_zone() -> None:
+    with pytest.raises(CimRejection) as refused:
+        plan(document(series(["22"]), sender=ISO), sender="iso", sender_role=Role.ISO)
+    assert refused.value.reason.value == "A78" and "only a zone's DSO" in refused.value.detail
 
 
 @pytest.mark.parametrize(
