@@ -22,11 +22,9 @@ Errors are JSON `{"error": <what>, "rule": <the rule broken>}`.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import logging
 import math
-import ssl
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +33,7 @@ from aiohttp import web
 from gateway.audit.chain import AuditDraft
 from gateway.model import Role
 from gateway.store.writer import Unit
+from gateway.tls import client_fingerprint
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -75,16 +74,6 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         return web.json_response({"error": self.error, "rule": self.rule.value}, status=self.status)
-
-
-def client_fingerprint(request: web.Request) -> str | None:
-    """The SHA-256 (hex) of the client's TLS certificate, None without one."""
-    transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if not isinstance(ssl_object, ssl.SSLObject):
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return hashlib.sha256(der).hexdigest() if der else None
 
 
 class OperatorApi:

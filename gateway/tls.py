@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -118,3 +121,14 @@ def write_dev_pki(
         _write_key(folder / f"client-{client}-key.pem", key)
         written += [folder / f"client-{client}.pem", folder / f"client-{client}-key.pem"]
     return written
+
+
+def client_fingerprint(request: web.Request) -> str | None:
+    """The SHA-256 (hex) of the client's TLS certificate, None without one: what a
+    participant's `client_certificate_sha256` names it by."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return hashlib.sha256(der).hexdigest() if der else None

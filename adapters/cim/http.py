@@ -9,14 +9,13 @@ Content-Length, 413 too large, 503 when the store is down (the sender retries).
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import ssl
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from adapters.cim.ingress import CimIngress
+from gateway.tls import client_fingerprint
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -26,16 +25,6 @@ log = logging.getLogger(__name__)
 PATH = "/cim/v1/documents"
 CONTENT_TYPES = {"text/xml", "application/xml"}
 RULE = "CIM transport"
-
-
-def client_fingerprint(request: web.Request) -> str | None:
-    """The SHA-256 (hex) of the client's TLS certificate, None without one."""
-    transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if not isinstance(ssl_object, ssl.SSLObject):
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return hashlib.sha256(der).hexdigest() if der else None
 
 
 def routes(gateway: Gateway) -> list[web.RouteDef]:
