@@ -4,7 +4,7 @@
     python bench/gridcheck.py --short         # CI: 200 sets per grid; fails on any unsafe answer
     python bench/gridcheck.py --sets 500 --seed 7 --grid kerber-lv
 
-Grids (issue 5, acceptance item "bench/gridcheck.py"):
+Grids:
 
 * **CIGRE MV** from the CGMES 2.4.15 sample (`$GRIDGATE_SPECS/cim/samples/cgmes/
   CIGRE_MV_CGMES2.4.15/`, else `../shared/specs` beside the checkout): gridgate's model is

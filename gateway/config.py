@@ -384,7 +384,7 @@ class TemporaryLimitSettings(Strict):
 
 
 class GridZoneSettings(Strict):
-    """One DSO grid the power-flow check models (issue 5)."""
+    """One DSO grid the power-flow check models."""
 
     id: Ident
     # the DSO participant whose grid this is

@@ -1,4 +1,4 @@
-"""The grid operators' API over HTTPS (issue 5): traffic lights, temporary limits, findings.
+"""The grid operators' API over HTTPS: traffic lights, temporary limits, findings.
 
 Every request is authenticated by its TLS client certificate: its SHA-256 fingerprint is the
 `client_certificate_sha256` of one participant (as on the CIM endpoint), else 401. What a

@@ -1,4 +1,4 @@
-"""A DSO zone's grid model and its exact AC power flow (issue 5).
+"""A DSO zone's grid model and its exact AC power flow.
 
 Conversion choices:
 

@@ -1,4 +1,4 @@
-"""The TSO-DSO grid-security check on an exact AC power flow (issue 5).
+"""The TSO-DSO grid-security check on an exact AC power flow.
 
 Per zone (one DSO grid) the check holds a grid model (`gateway.gridcheck.grid`), a base state
 per ISP and a ledger of accepted activations per ISP. A candidate order is placed on the

@@ -1,4 +1,4 @@
-"""The power-flow grid check's background service (issue 5): what the check knows, told.
+"""The power-flow grid check's background service: what the check knows, told.
 
 - Traffic lights: each congestion point in a grid zone gets its USEF regime (green, yellow,
   orange, red) for the current ISP and the later ISPs of today, published RETAINED (QoS 1)

@@ -1,4 +1,4 @@
-"""The power-flow grid check's service and the operators' API (issue 5), end to end.
+"""The power-flow grid check's service and the operators' API, end to end.
 
 A real gridgate on pandapower's CIGRE MV grid at 60 % load (zone "mv", the DSO's), with the
 real Mosquitto, both databases, and HTTPS with TLS client certificates made by trustme: the

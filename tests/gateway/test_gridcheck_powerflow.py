@@ -1,4 +1,4 @@
-"""The grid-security check on an exact AC power flow (issue 5), on the CIGRE MV grid.
+"""The grid-security check on an exact AC power flow, on the CIGRE MV grid.
 
 Real power flows throughout: the grid is pandapower's CIGRE MV benchmark (15 buses, two
 feeders under Trafo 0-1 and Trafo 0-12) loaded through gateway.gridcheck.grid, the
