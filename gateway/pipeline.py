@@ -313,6 +313,8 @@ class Pipeline:
         # that carry out one tag of a document together)
         self._answering: dict[str, FlexOrderResponse] = {}
         self._tag_answered: set[str] = set()
+        # (order MessageID, answering domain, ordering domain) of the answers in flight
+        self._answer_claims: set[tuple[str, str, str]] = set()
         # connection address -> (aggregator id, congestion point), from the operator config
         self._connections: dict[str, tuple[str, str]] = {
             _address(r.connection_ean): (agr, cp)
@@ -740,7 +742,45 @@ class Pipeline:
     async def check_references(self, msg: Inbound) -> None:
         """Hold the message to the earlier ones it refers to (gateway.references)."""
         assert msg.message is not None
+        if isinstance(msg.message, FlexOrderResponse):
+            await self._one_answer(msg, msg.message)
         msg.claim = await self.references.check(msg.message, msg.received_at)
+
+    async def _one_answer(self, msg: Inbound, response: FlexOrderResponse) -> None:
+        """An order is answered once: a second FlexOrderResponse to it, stored or in flight,
+        is refused (its first answer decided what the grid check holds and who was told)."""
+        e = response.envelope
+        key = (response.reference_message_id, e.sender_domain, e.recipient_domain)
+        if key in self._answer_claims:
+            raise Rejection(
+                self.reasons.REFERENCE_ANSWERED,
+                f"FlexOrder {response.reference_message_id} is being answered by another "
+                "FlexOrderResponse already",
+            )
+        self._answer_claims.add(key)  # before any await: a second one in flight sees it
+        msg.on_settle.append(lambda _: self._answer_claims.discard(key))
+        m = MessageRecord
+        try:
+            async with self.engine.connect() as conn:
+                answered = await conn.scalar(
+                    select(m.message_id).where(
+                        m.reference == response.reference_message_id,
+                        m.kind == response.kind.value,
+                        m.sender_domain == e.sender_domain,
+                        m.recipient_domain == e.recipient_domain,
+                        m.decision == "accepted",
+                    )
+                )
+        except BaseException:
+            self._answer_claims.discard(key)
+            raise
+        if answered is not None:
+            self._answer_claims.discard(key)
+            raise Rejection(
+                self.reasons.REFERENCE_ANSWERED,
+                f"FlexOrder {response.reference_message_id} was answered by {answered} "
+                "already: its sender has been told that answer",
+            )
 
     def check(self, msg: Inbound) -> None:
         """An activation passes the grid-security check before anything is forwarded."""
@@ -807,12 +847,9 @@ class Pipeline:
                 f"{recipient.id} has no UFTP endpoint configured to receive a {message.kind}",
             )
         elif isinstance(message, FlexOrderResponse) and message.result is Result.REJECTED:
-            # the aggregator will not carry out the DSO's order: its power goes back to the grid
-            unbooked = self._unbook(message.reference_message_id, recipient.id, msg.unit)
-            if unbooked:
-                msg.out.append(
-                    {"what": "unbooked", "order": message.reference_message_id, "power": unbooked}
-                )
+            # the aggregator will not carry out the DSO's order: its power goes back to the
+            # grid, unless setpoints for it went to the control centre already
+            self._order_refused(msg, message.reference_message_id, recipient.id)
         elif (
             isinstance(message, FlexOrderResponse)
             and message.result is Result.ACCEPTED
@@ -943,9 +980,9 @@ class Pipeline:
         if handler is None or origin is None:
             return
         if isinstance(response, FlexOrderResponse) and response.result is Result.REJECTED:
-            # the aggregator will not carry it out: its power goes back to the grid
-            unbooked = self._unbook(response.reference_message_id, origin.id, msg.unit)
-            msg.out.append({"what": "unbooked", "order": referred, "power": unbooked})
+            # the aggregator will not carry it out: its power goes back to the grid, unless
+            # setpoints for it went to the control centre already
+            self._order_refused(msg, response.reference_message_id, origin.id)
         if isinstance(response, FlexOrderResponse):
             assert order is not None
             combined = await self._answer_of_tag(msg, order.reference, response)
@@ -1003,9 +1040,12 @@ class Pipeline:
             self._tag_answered.add(reference)
 
         def settle(stored: bool | None) -> None:
-            self._answering.pop(order_id, None)
-            if complete and stored is False:
-                self._tag_answered.discard(reference)  # the next answer completes it
+            if self._answering.get(order_id) is response:
+                del self._answering[order_id]
+            if complete:
+                # stored: the database has every answer now (a later one is refused as
+                # answered already); not stored: the next answer completes the tag
+                self._tag_answered.discard(reference)
 
         msg.on_settle.append(settle)
         if not complete:
@@ -1385,115 +1425,128 @@ class Pipeline:
         out: list[dict[str, Any]] = []
         outcomes: list[Outcome] = []
         held: list[Inbound] = []
-        # decide every order first: a tag (a TimeSeries) is carried out whole or not at all
-        decided: list[tuple[str, Inbound]] = []
-        refused: dict[str, Rejection] = {}
-        rejected_checks: list[tuple[str, Inbound]] = []  # refused orders, for their check
-        for tag, asked in orders:
-            msg = Inbound(self.codec.protocol, b"", now, "", sender=origin, may_curtail=True)
-            order = asked
-            if isinstance(order, FlexRequest):
-                # its Revision continues the sequence gridgate keeps with the aggregator
-                order = replace(order, revision=await self.references.next_revision(order))
-            msg.message = order
-            msg.recipient = self.directory.by_domain.get(order.envelope.recipient_domain)
-            try:
-                if msg.recipient is None:
-                    raise Rejection(
-                        self.reasons.UNKNOWN_RECIPIENT_DOMAIN,
-                        f"no aggregator has the UFTP domain {order.envelope.recipient_domain}",
+        created: list[Inbound] = []  # every order decided: undone if this fails midway
+        try:
+            # decide every order first: a tag (a TimeSeries) is carried out whole or not at all
+            decided: list[tuple[str, Inbound]] = []
+            refused: dict[str, Rejection] = {}
+            rejected_checks: list[tuple[str, Inbound]] = []  # refused orders, for their check
+            for tag, asked in orders:
+                # an order on an offer buys the offer as offered: it is carried out whole or not
+                may_curtail = isinstance(asked, FlexOrder) and asked.flex_offer_message_id is None
+                msg = Inbound(
+                    self.codec.protocol, b"", now, "", sender=origin, may_curtail=may_curtail
+                )
+                order = asked
+                created.append(msg)
+                if isinstance(order, FlexRequest):
+                    # its Revision continues the sequence gridgate keeps with the aggregator
+                    order = replace(order, revision=await self.references.next_revision(order))
+                msg.message = order
+                msg.recipient = self.directory.by_domain.get(order.envelope.recipient_domain)
+                try:
+                    if msg.recipient is None:
+                        raise Rejection(
+                            self.reasons.UNKNOWN_RECIPIENT_DOMAIN,
+                            f"no aggregator has the UFTP domain {order.envelope.recipient_domain}",
+                        )
+                    if not msg.recipient.endpoint and not (
+                        isinstance(order, FlexOrder) and msg.recipient.mqtt_prefix
+                    ):
+                        raise Rejection(
+                            self.reasons.NO_ROUTE,
+                            f"{msg.recipient.id} has neither a UFTP endpoint nor a control centre "
+                            f"to receive a {order.kind}",
+                        )
+                    self.hold_to_market(msg)
+                    msg.claim = await self.references.check(order, now)
+                    self.check(msg)
+                except Rejection as rejection:
+                    self._release(msg)
+                    self._settle_claim(msg, stored=False)
+                    refused.setdefault(tag, rejection)
+                    rejected_checks.append((tag, msg))
+                    continue
+                decided.append((tag, msg))
+            for tag, msg in decided:
+                if tag in refused:
+                    self._release(msg)
+                    self._settle_claim(msg, stored=False)
+            for tag, why in refused.items():
+                checked = next(
+                    (m.decision for t, m in rejected_checks if t == tag and m.decision), None
+                )
+                outcomes.append(
+                    Outcome(
+                        tag,
+                        False,
+                        why.reason,
+                        why.detail,
+                        check=checked.audit_detail() if checked else None,
                     )
-                if not msg.recipient.endpoint and not (
-                    isinstance(order, FlexOrder) and msg.recipient.mqtt_prefix
-                ):
-                    raise Rejection(
-                        self.reasons.NO_ROUTE,
-                        f"{msg.recipient.id} has neither a UFTP endpoint nor a control centre "
-                        f"to receive a {order.kind}",
+                )
+            # a tag carried out by several orders (one per day) is confirmed once, by its last
+            last_of = {tag: msg for tag, msg in decided}
+            for tag, msg in decided:
+                if tag in refused:
+                    continue
+                carried = msg.message
+                assert isinstance(carried, FlexOrder | FlexRequest) and msg.recipient is not None
+                order = carried
+                held.append(msg)
+                recipient = msg.recipient
+                if recipient.endpoint:
+                    self.send(
+                        msg,
+                        what=order.kind.value,
+                        channel=self.codec.protocol,
+                        destination=recipient.endpoint,
+                        recipient=recipient.id,
+                        payload=self.codec.render(order, sender_role=Role.DSO),
+                        message_id=order.envelope.message_id,
+                        expires_at=self._expiry(order, now),
                     )
-                self.hold_to_market(msg)
-                msg.claim = await self.references.check(order, now)
-                self.check(msg)
-            except Rejection as rejection:
+                if isinstance(order, FlexOrder):
+                    self._queue_setpoints(msg, order, recipient, now)
+                    handler = self.answer_handlers.get(document.protocol)
+                    if not recipient.endpoint and handler is not None and last_of[tag] is msg:
+                        # a control centre reached only over MQTT answers no order: gridgate
+                        # confirms it, as it does toward a UFTP DSO
+                        confirmed = FlexOrderResponse(
+                            envelope=self._reply_envelope(msg),
+                            reference_message_id=order.envelope.message_id,
+                            result=Result.ACCEPTED,
+                        )
+                        handler(msg, confirmed, document.raw, origin, tag, _curtailed(decided, tag))
+                    if not recipient.endpoint:
+                        self._selected(msg, order, origin)
+                unit.ledger += msg.unit.ledger
+                unit.outbox += msg.unit.outbox
+                out += msg.out
+                record = self._record(msg, "accepted")
+                # the order refers to its document (its sender's, by key) and to what it
+                # carries out there
+                reference = f"{document.protocol}:{origin.id}/{doc_id}#{tag}"
+                unit.messages.append(record | {"reference": reference, "digest": ""})
+                curtailment = _curtailed([(tag, msg)], tag)
+                outcomes.append(
+                    Outcome(
+                        tag,
+                        True,
+                        self.reasons.GRID_LIMIT_EXCEEDED if curtailment else None,
+                        curtailment.reason if curtailment else "",
+                        order_message_id=order.envelope.message_id,
+                        fraction=curtailment.fraction if curtailment else None,
+                        check=msg.decision.audit_detail() if msg.decision else None,
+                    )
+                )
+            ack = acknowledge(outcomes)
+        except Exception:
+            # nothing is stored: give back what the orders reserved and claimed
+            for msg in created:
                 self._release(msg)
                 self._settle_claim(msg, stored=False)
-                refused.setdefault(tag, rejection)
-                rejected_checks.append((tag, msg))
-                continue
-            decided.append((tag, msg))
-        for tag, msg in decided:
-            if tag in refused:
-                self._release(msg)
-                self._settle_claim(msg, stored=False)
-        for tag, why in refused.items():
-            checked = next(
-                (m.decision for t, m in rejected_checks if t == tag and m.decision), None
-            )
-            outcomes.append(
-                Outcome(
-                    tag,
-                    False,
-                    why.reason,
-                    why.detail,
-                    check=checked.audit_detail() if checked else None,
-                )
-            )
-        # a tag carried out by several orders (one per day) is confirmed once, by its last
-        last_of = {tag: msg for tag, msg in decided}
-        for tag, msg in decided:
-            if tag in refused:
-                continue
-            carried = msg.message
-            assert isinstance(carried, FlexOrder | FlexRequest) and msg.recipient is not None
-            order = carried
-            held.append(msg)
-            recipient = msg.recipient
-            if recipient.endpoint:
-                self.send(
-                    msg,
-                    what=order.kind.value,
-                    channel=self.codec.protocol,
-                    destination=recipient.endpoint,
-                    recipient=recipient.id,
-                    payload=self.codec.render(order, sender_role=Role.DSO),
-                    message_id=order.envelope.message_id,
-                    expires_at=self._expiry(order, now),
-                )
-            if isinstance(order, FlexOrder):
-                self._queue_setpoints(msg, order, recipient, now)
-                handler = self.answer_handlers.get(document.protocol)
-                if not recipient.endpoint and handler is not None and last_of[tag] is msg:
-                    # a control centre reached only over MQTT answers no order: gridgate
-                    # confirms it, as it does toward a UFTP DSO
-                    confirmed = FlexOrderResponse(
-                        envelope=self._reply_envelope(msg),
-                        reference_message_id=order.envelope.message_id,
-                        result=Result.ACCEPTED,
-                    )
-                    handler(msg, confirmed, document.raw, origin, tag, _curtailed(decided, tag))
-                if not recipient.endpoint:
-                    self._selected(msg, order, origin)
-            unit.ledger += msg.unit.ledger
-            unit.outbox += msg.unit.outbox
-            out += msg.out
-            record = self._record(msg, "accepted")
-            # the order refers to its document (its sender's, by key) and to what it
-            # carries out there
-            reference = f"{document.protocol}:{origin.id}/{doc_id}#{tag}"
-            unit.messages.append(record | {"reference": reference, "digest": ""})
-            curtailment = _curtailed([(tag, msg)], tag)
-            outcomes.append(
-                Outcome(
-                    tag,
-                    True,
-                    self.reasons.GRID_LIMIT_EXCEEDED if curtailment else None,
-                    curtailment.reason if curtailment else "",
-                    order_message_id=order.envelope.message_id,
-                    fraction=curtailment.fraction if curtailment else None,
-                    check=msg.decision.audit_detail() if msg.decision else None,
-                )
-            )
-        ack = acknowledge(outcomes)
+            raise
         accepted = any(o.accepted for o in outcomes)
         decision = "accepted" if accepted else "rejected"
         unit.messages.insert(
@@ -1810,6 +1863,17 @@ class Pipeline:
             )
         )
         self._count(f"undelivered:{outcome}")
+
+    def _order_refused(self, msg: Inbound, order_message_id: str, origin: str) -> None:
+        """The aggregator (`msg.sender`) refused an order: give its power back, unless
+        setpoints went to its control centre (which may still act on them: the ledger
+        must never count less than the devices may do), as for an undelivered order."""
+        agr = msg.sender
+        if agr is not None and agr.mqtt_prefix and self.setpoints is not None:
+            msg.out.append({"what": "stays booked: setpoints sent", "order": order_message_id})
+            return
+        unbooked = self._unbook(order_message_id, origin, msg.unit)
+        msg.out.append({"what": "unbooked", "order": order_message_id, "power": unbooked})
 
     def _unbook(self, order_message_id: str, origin: str, unit: Unit) -> int:
         """Give back the power an order that is carried out nowhere holds; return it (W)."""

@@ -372,8 +372,19 @@ class References:
         slot = _revision_slot(message)
         assert slot is not None
         highest = await self._highest_revision(slot)
+        # what committed while the database was asked is in the cache by now
+        known = self._revisions.get(slot)
         in_flight = max(self._taken.get(slot, ()), default=None)
-        return max(highest or 0, in_flight or 0) + 1
+        return max(highest or 0, known or 0, in_flight or 0) + 1
+
+    async def take_revision(self, message: Metering) -> tuple[int, Claim]:
+        """The next Revision for metering gridgate writes itself, held as in flight until
+        its claim is settled (so two at once never get the same one)."""
+        revision = await self.next_revision(message)
+        slot = _revision_slot(message)
+        assert slot is not None
+        self._taken.setdefault(slot, set()).add(revision)  # no await since it was computed
+        return revision, Claim(revision=(slot, revision))
 
     async def _revision(self, message: Message, slot: RevisionSlot, claim: Claim) -> None:
         revision = facts_of(message).revision
@@ -503,7 +514,9 @@ class References:
                 )
             )
         if highest is not None:
-            _bounded_set(self._revisions, slot, int(highest))
+            # a revision that committed while the database was asked may be higher already
+            highest = max(int(highest), self._revisions.get(slot, int(highest)))
+            _bounded_set(self._revisions, slot, highest)
         return None if highest is None else int(highest)
 
     async def stored(self, key: Key) -> Message | None:

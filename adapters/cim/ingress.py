@@ -238,9 +238,12 @@ class CimIngress:
         meterings, errors = metering_of(
             document, origin, pipeline.directory, self.metering_market, pipeline.clock()
         )
-        numbered = [
-            replace(m, revision=await pipeline.references.next_revision(m)) for m in meterings
-        ]
+        numbered: list[Metering] = []
+        claims = []
+        for metering in meterings:
+            revision, claim = await pipeline.references.take_revision(metering)
+            numbered.append(replace(metering, revision=revision))
+            claims.append(claim)
         result = "OK" if not errors else "PARTIAL" if numbered else "FAILED"
         reply = emit(_reply(document.message_id, result, tuple(errors)))
         if not numbered:
@@ -257,8 +260,10 @@ class CimIngress:
             "metering": [_metering_detail(m) for m in numbered],
             "errors": [{"code": e.code, "details": e.details} for e in errors],
         }
+        committed: bool | None = False
         try:
             await pipeline.record_document(carried, numbered, reply, detail)
+            committed = True
         except DuplicateKey:
             stored = await pipeline.stored_document(carried)
             if stored is not None and stored[0] == hashlib.sha256(raw).hexdigest():
@@ -276,6 +281,12 @@ class CimIngress:
                 text,
                 reply,
             )
+        except Exception:
+            committed = None  # whether it committed is unclear: the database knows next time
+            raise
+        finally:
+            for claim, metering in zip(claims, numbered, strict=True):
+                pipeline.references.settle(claim, metering, stored=committed)
         return reply
 
     async def _forwarded_bids(

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from adapters.cim.documents import (
     AcknowledgementDocument,
     ActivationDocument,
@@ -222,9 +224,18 @@ async def test_a_timeseries_refused_in_the_acknowledgement_is_not_partly_carried
     )
 
 
-async def test_an_order_the_aggregator_rejects_gives_its_power_back(world: World) -> None:
-    """The ISO is told A11 (unavailable), but the grid ledger keeps the order's power booked,
-    so the next activation on the congestion point is refused for power nobody delivers."""
+@pytest.mark.parametrize("control_centre", [False, True])
+async def test_an_order_the_aggregator_rejects_gives_its_power_back_unless_setpoints_went_out(
+    world: World, control_centre: bool
+) -> None:
+    """The ISO is told A11 (unavailable). Without setpoints the order's power goes back to
+    the grid, so the next activation on the congestion point fits; once setpoints went to
+    the control centre, which may still act on them, the power stays booked."""
+    if not control_centre:
+        directory = world.gateway.pipeline.directory
+        uftp_only = replace(directory.participants["agr"], mqtt_prefix=None)
+        directory.participants["agr"] = directory.by_domain[AGR] = uftp_only
+        directory.by_cim_resource[RESOURCE] = (uftp_only, directory.by_cim_resource[RESOURCE][1])
     _, _, body = activation("0.3")
     await ack_of(world, body)
     order = await world.agr.wait_for(is_order)
@@ -233,7 +244,8 @@ async def test_an_order_the_aggregator_rejects_gives_its_power_back(world: World
     await iso_documents(world, 1)
     _, _, again = activation("0.3")
     ack = await ack_of(world, again)
-    assert [r.code for r in ack.reasons] == ["A01"], [
+    expected = ["A02"] if control_centre else ["A01"]
+    assert [r.code for r in ack.reasons][:1] == expected, [
         r.text for s in ack.rejected_time_series for r in s.reasons
     ]
 

@@ -6,6 +6,7 @@ databases)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from dataclasses import replace
@@ -217,3 +218,13 @@ def test_reading_types_decode_to_uftp_profiles() -> None:
     assert ReadingType.decode(register).profile() == ("ImportMeterReading", Decimal(1))
     with pytest.raises(ValueError, match="flowDirection"):
         ReadingType.decode(IMPORT.replace(".4.1.1.", ".4.2.1.", 1)).profile()
+
+
+async def test_readings_of_one_connection_and_day_sent_at_once_get_distinct_revisions(
+    world: World,
+) -> None:
+    replies = await asyncio.gather(
+        *(post(world, readings(block(IMPORT, str(i)), message_id=f"mr-{i}")) for i in range(4))
+    )
+    assert [r.reply_result for r in replies] == ["OK"] * 4
+    assert sorted(m["revision"] for m in await stored_metering(world)) == [1, 2, 3, 4]

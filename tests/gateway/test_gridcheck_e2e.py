@@ -224,10 +224,15 @@ async def audited_check_document(world: World) -> dict[str, Any]:
     return dict(json.loads(detail))
 
 
-async def test_a_dso_order_its_aggregator_rejects_gives_its_power_back_to_the_grid(
-    grid_world: World,
+@pytest.mark.parametrize("control_centre", [False, True])
+async def test_a_dso_order_its_aggregator_rejects_gives_its_power_back_unless_setpoints_went_out(
+    grid_world: World, control_centre: bool
 ) -> None:
     world = grid_world
+    if not control_centre:  # the aggregator is reached over UFTP only: no setpoints
+        directory = world.gateway.pipeline.directory
+        uftp_only = replace(directory.participants["agr"], mqtt_prefix=None)
+        directory.participants["agr"] = directory.by_domain[AGR] = uftp_only
     start = next_quarter()
     first = dso_order(start, 2_000_000)
     assert await world.dso.send(first) == (200, "")
@@ -241,15 +246,29 @@ async def test_a_dso_order_its_aggregator_rejects_gives_its_power_back_to_the_gr
     )
     assert await world.agr.send(no) == (200, "")
     assert await world.dso.wait_for(lambda m: isinstance(m, FlexOrderResponse))
-    # the 2 MW were never carried out: another 2 MW + 2 MW fits where 3 x 2 MW would not
-    for _ in range(2):
-        order = dso_order(start, 2_000_000) if _ == 0 else dso_order(start, 1_000_000)
-        assert await world.dso.send(order) == (200, "")
-        await world.agr.wait_for(
-            lambda m, mid=order.envelope.message_id: is_order(m) and m.envelope.message_id == mid
+    # a second answer to the same order is refused: the first decided the ledger
+    yes = replace(no, envelope=replace_envelope(forwarded), result=Result.ACCEPTED)
+    status, text = await world.agr.send(yes)
+    assert status == 400 and "answered by" in text
+    # without setpoints the 2 MW were never carried out: 2 MW more fits where 4 MW would not;
+    # with setpoints the control centre may still act on them, so they stay booked
+    second = dso_order(start, 2_000_000)
+    assert await world.dso.send(second) == (200, "")
+    if control_centre:
+        refusal = await world.dso.wait_for(
+            lambda m: (
+                isinstance(m, FlexOrderResponse)
+                and m.reference_message_id == second.envelope.message_id
+            )
         )
-    answers = [m for m in world.dso.received if isinstance(m, FlexOrderResponse)]
-    assert [a.result for a in answers] == [Result.REJECTED]  # only the aggregator's "no"
+        assert isinstance(refusal, FlexOrderResponse) and refusal.result is Result.REJECTED
+        assert "line Line 2-3" in (refusal.rejection_reason or "")
+    else:
+        await world.agr.wait_for(
+            lambda m: is_order(m) and m.envelope.message_id == second.envelope.message_id
+        )
+        answers = [m for m in world.dso.received if isinstance(m, FlexOrderResponse)]
+        assert [a.result for a in answers] == [Result.REJECTED]  # only the aggregator's "no"
 
 
 async def test_a_bid_the_feeder_cannot_take_whole_is_marked_with_what_it_can_take(
