@@ -28,6 +28,7 @@ from adapters.cim.capacity import receive_capacity
 from adapters.cim.documents import (
     AcknowledgementDocument,
     ActivationDocument,
+    BidAvailabilityDocument,
     CapacityDocument,
     CodedId,
     Direction,
@@ -37,6 +38,7 @@ from adapters.cim.documents import (
     ReceivedDocument,
     RejectedTimeSeries,
     ReplyError,
+    ReserveAllocationResultDocument,
     ReserveBidDocument,
 )
 from adapters.cim.emit import emit
@@ -81,6 +83,13 @@ PROTOCOL = "cim"
 GRID_REASON = "B46"  # Internal congestion (StandardReasonCodeTypeList)
 ORDER_REASON = "999"  # another rule of the order (its text names it)
 ACTIVATION_ORDERS = {"A39", "A40"}
+# the documents gridgate posts to an ISO's or LDC's CIM endpoint
+Outbound = (
+    ActivationDocument
+    | ReserveBidDocument
+    | BidAvailabilityDocument
+    | ReserveAllocationResultDocument
+)
 # the verbs of a MeterReadings request gridgate carries out (an LDC's meter data system)
 METER_READINGS_REQUESTS = {"create", "created", "change", "changed"}
 # the codingScheme of a resource's CIM code from the operator config (A01: EIC)
@@ -527,6 +536,30 @@ class CimIngress:
             out.append(Congested(series.mrid, headroom, decision.reason, ldc))
         return out
 
+    def _post(
+        self,
+        msg: Inbound,
+        what: str,
+        to: GatewayParticipant,
+        document: Outbound,
+        result: str | None = None,
+    ) -> None:
+        """Queue a document for `to`'s CIM endpoint, in the same commit as `msg`; `result`
+        is the answer it carries, for the audit."""
+        assert to.cim_endpoint is not None
+        about = {} if result is None else {"result": result}
+        self.gateway.pipeline.send(
+            msg,
+            what=what,
+            channel=PROTOCOL,
+            destination=to.cim_endpoint,
+            recipient=to.id,
+            payload=emit(document),
+            message_id=document.mrid,
+            expires_at=None,
+            **about,
+        )
+
     # -- out: a DSO's selection, to the ISO ---------------------------------------------------
 
     def selected(self, msg: Inbound, order: FlexOrder, orderer: GatewayParticipant) -> None:
@@ -554,15 +587,7 @@ class CimIngress:
                 self._resource_at(order.envelope.recipient_domain, order.congestion_point),
                 _now(),
             )
-            self.gateway.pipeline.send(
-                msg,
-                what="A38 selection result",
-                channel=PROTOCOL,
-                destination=iso.cim_endpoint,
-                recipient=iso.id,
-                payload=emit(result),
-                message_id=result.mrid,
-            )
+            self._post(msg, "A38 selection result", iso, result)
 
     # -- out: the aggregator answered --------------------------------------------------------
 
@@ -591,27 +616,11 @@ class CimIngress:
                     _now(),
                     self._resource_at(response.envelope.sender_domain, response.congestion_point),
                 )
-                self.gateway.pipeline.send(
-                    msg,
-                    what="A37 bid",
-                    channel=PROTOCOL,
-                    destination=origin.cim_endpoint,
-                    recipient=origin.id,
-                    payload=emit(bid),
-                    message_id=bid.mrid,
-                )
+                self._post(msg, "A37 bid", origin, bid)
                 congested = self._congested(response, bid)
                 if congested:
                     availability = bid_availability(bid, congested, self.me, _now())
-                    self.gateway.pipeline.send(
-                        msg,
-                        what="B45 bid availability",
-                        channel=PROTOCOL,
-                        destination=origin.cim_endpoint,
-                        recipient=origin.id,
-                        payload=emit(availability),
-                        message_id=availability.mrid,
-                    )
+                    self._post(msg, "B45 bid availability", origin, availability)
             self.gateway.pipeline.answer(msg, Result.ACCEPTED, None)
             return
         if not origin.cim_endpoint or not isinstance(document, ActivationDocument):
@@ -628,16 +637,7 @@ class CimIngress:
             _now(),
             curtailed.fraction if curtailed else None,
         )
-        self.gateway.pipeline.send(
-            msg,
-            what="A41 response",
-            channel=PROTOCOL,
-            destination=origin.cim_endpoint,
-            recipient=origin.id,
-            payload=emit(a41),
-            message_id=a41.mrid,
-            result=response.result.value,
-        )
+        self._post(msg, "A41 response", origin, a41, result=response.result.value)
 
 
 def _reply(
