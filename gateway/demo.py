@@ -598,7 +598,11 @@ async def transmission_meets_distribution(
     tl.say(
         iso_s.id,
         f"received A41 response: TimeSeries {response_doc.time_series[0].status} "
-        "(A07 activated): the aggregator took the order gridgate wrote for it",
+        + (
+            "(activated): the aggregator took the order gridgate wrote for it"
+            if response_doc.time_series[0].status == "A07"
+            else "(not activated)"
+        ),
     )
     selections = [
         d for d in map(parse, iso.received) if type(d).__name__ == "ReserveAllocationResultDocument"
