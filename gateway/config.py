@@ -439,6 +439,9 @@ class GridServiceSettings(Strict):
     debounce_seconds: float = Field(default=0.5, ge=0)
     # a re-validation report to the DSO's control centre stays deliverable this long (h)
     report_validity_hours: float = Field(default=1.0, gt=0)
+    # how often the zones' model files are looked at: a changed file is loaded and replaces
+    # the zone's model at once (s)
+    model_poll_seconds: float = Field(default=30.0, gt=0)
 
 
 class GridCheckSettings(Strict):

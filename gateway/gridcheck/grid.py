@@ -447,6 +447,11 @@ def load_pandapower_json(
         net = pandapower.from_json_string(data.decode("utf-8"))
     except Exception as e:  # pandapower raises anything from JSON, pandas and its own checks
         raise GridModelError(f"{path}: not a pandapower JSON network: {e}") from e
+    if not isinstance(net, pandapower.pandapowerNet):
+        raise GridModelError(
+            f"{path}: not a pandapower JSON network: it holds a {type(net).__name__}, "
+            "not a pandapowerNet"
+        )
     return from_pandapower(
         net,
         zone=zone,

@@ -30,11 +30,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gateway.audit.chain import AuditDraft
 from gateway.errors import GridgateError
 from gateway.gridcheck.base import Binding
+from gateway.gridcheck.grid import load_model
 from gateway.gridcheck.powerflow import GridRegime, PowerFlowCheck, UnsafeOrder
 from gateway.model import Market, isp_count, isp_start, period_bounds
 from gateway.outbox import Outbox, outbox_row
@@ -58,6 +60,22 @@ class RetainedPublisher(Protocol):
     """A channel that can publish a retained message (the MQTT link)."""
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+
+
+def model_files(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime in ns) of a zone's model files (a folder: its *.xml), to tell when
+    an operator replaced them; a missing file is (name, -1, -1)."""
+    found: list[Path] = []
+    for path in paths:
+        found += sorted(path.glob("*.xml")) if path.is_dir() else [path]
+    out = []
+    for path in found:
+        try:
+            stat = path.stat()
+            out.append((str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            out.append((str(path), -1, -1))
+    return tuple(out)
 
 
 def topic_level(text: str) -> str:
@@ -192,6 +210,9 @@ class GridService:
         self.latest: dict[str, Revalidation] = {}
         self.api_limits: dict[str, ApiLimit] = {}
         self._running = False
+        # the zones' model files as last loaded (name, size, mtime), and the task watching
+        self._model_files: dict[str, tuple[tuple[str, int, int], ...]] = {}
+        self._models_task: asyncio.Task[None] | None = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -202,13 +223,19 @@ class GridService:
         self.check.listeners.append(self.changed)
         self._running = True
         self._lights_task = spawn(self._run_lights(), name="gridcheck-traffic-lights")
+        self._model_files = {z: model_files(self.zones[z].model) for z in self.zones}
+        self._models_task = spawn(self._watch_models(), name="gridcheck-models")
 
     async def stop(self) -> None:
         self._running = False
         with contextlib.suppress(ValueError):
             self.check.listeners.remove(self.changed)
-        tasks = [t for t in (self._lights_task, *self._revalidating.values()) if t is not None]
-        self._lights_task = None
+        tasks = [
+            t
+            for t in (self._lights_task, self._models_task, *self._revalidating.values())
+            if t is not None
+        ]
+        self._lights_task = self._models_task = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -321,6 +348,65 @@ class GridService:
                 "gridcheck: re-validation of zone %s found %d unsafe order(s)", zone, len(unsafe)
             )
         return run
+
+    # -- model files ----------------------------------------------------------------------
+
+    async def _watch_models(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.config.model_poll_seconds)
+            for zone in self.zones:
+                try:
+                    await self.reload_model(zone)
+                except Exception:
+                    log.exception("gridcheck: model of zone %s could not be looked at", zone)
+
+    async def reload_model(self, zone: str) -> str | None:
+        """Load the zone's model again if its files changed since they were loaded, and swap
+        it in (the check re-validates); a model that fails to load leaves the old one in
+        place. Both are audited. Returns the new model's version, or None."""
+        settings = self.zones[zone]
+        files = model_files(settings.model)
+        if files == self._model_files.get(zone):
+            return None
+        self._model_files[zone] = files  # tried once per change of the files
+        source = settings.model[0] if len(settings.model) == 1 else settings.model
+        now = self._clock()
+        try:
+            model = await asyncio.to_thread(load_model, source, zone=zone, format=settings.format)
+            self.check.set_model(model)
+        except (OSError, ValueError, KeyError) as e:
+            log.error("gridcheck: new model of zone %s refused, the old one stays: %s", zone, e)
+            detail = {"zone": zone, "files": [f[0] for f in files], "error": str(e)}
+            await self._writer.submit(
+                Unit(
+                    audit=[
+                        AuditDraft(
+                            event="gridcheck.model_refused",
+                            actor="gridgate",
+                            detail=detail,
+                            ts=now,
+                        )
+                    ]
+                )
+            )
+            return None
+        log.info("gridcheck: zone %s now runs on model %s", zone, model.version)
+        detail = {
+            "zone": zone,
+            "version": model.version,
+            "time_stamp": model.created.isoformat(),
+            "files": [f[0] for f in files],
+        }
+        await self._writer.submit(
+            Unit(
+                audit=[
+                    AuditDraft(
+                        event="gridcheck.model_loaded", actor="gridgate", detail=detail, ts=now
+                    )
+                ]
+            )
+        )
+        return model.version
 
     # -- traffic lights -------------------------------------------------------------------
 

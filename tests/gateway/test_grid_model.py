@@ -417,3 +417,12 @@ def test_a_ratio_tap_on_the_hv_winding_lowers_the_mv_voltage(
     mv_tr2 = cigre_cgmes.node("N12").index
     assert after.u_pu[0, mv_tr1] == pytest.approx(before.u_pu[0, mv_tr1] / 1.03, abs=2e-3)
     assert after.u_pu[0, mv_tr2] == pytest.approx(before.u_pu[0, mv_tr2], abs=1e-6)
+
+
+def test_a_json_file_that_is_no_pandapower_net_is_refused_naming_the_rule(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "grid.json"
+    path.write_text('{"not": "a pandapower net"}')
+    with pytest.raises(GridModelError, match="not a pandapower JSON network"):
+        load_pandapower_json(path, zone="z")

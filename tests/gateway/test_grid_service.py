@@ -557,6 +557,44 @@ async def test_a_forecast_that_makes_an_accepted_order_unsafe_is_audited_and_rep
     assert latest["unsafe"][0]["message_id"] == order.envelope.message_id
 
 
+async def test_a_replaced_model_file_is_swapped_in_and_re_validates_a_bad_one_is_refused(
+    grid: GridWorld, tmp_path: Path
+) -> None:
+    """An operator replaces the model file: gridgate loads it, swaps it in whole (audited),
+    and re-validates the accepted orders against it; a file that does not load leaves the
+    model in place, and says why."""
+    period, isp = now_isp(grid)
+    order = dso_order(period, isp, 2_000_000)  # accepted on the CIGRE MV ratings
+    assert await grid.dso.send(order) == (200, "")
+    assert grid.check.accepted_power(CP5, period, isp) == 2_000_000
+    before = grid.check.model_of("mv")
+    assert before is not None
+    assert await grid.service.reload_model("mv") is None  # the files did not change
+
+    # the DSO's new export: feeder 1 re-rated, its second section now carries less
+    net = pandapower.networks.create_cigre_network_mv(with_der="all")
+    net.line.loc[net.line.name == "Line 2-3", "max_i_ka"] = 0.1
+    pandapower.to_json(net, str(tmp_path / "mv.json"))
+    version = await grid.service.reload_model("mv")
+    after = grid.check.model_of("mv")
+    assert version is not None and after is not None and after.version == version
+    assert version != before.version
+    _, loaded = await audited(grid, "gridcheck.model_loaded")
+    assert loaded["zone"] == "mv" and loaded["version"] == version
+    # the order accepted on the old ratings is unsafe on the new ones: named and audited
+    _, run = await audited(grid, "gridcheck.revalidated", lambda d: d["unsafe_orders"] > 0)
+    (entry,) = run["unsafe"]
+    assert entry["message_id"] == order.envelope.message_id
+    assert entry["binding"]["id"] == "Line 2-3"
+
+    (tmp_path / "mv.json").write_text('{"not": "a pandapower net"}')
+    assert await grid.service.reload_model("mv") is None
+    still = grid.check.model_of("mv")
+    assert still is not None and still.version == version  # the old model stays
+    _, refused = await audited(grid, "gridcheck.model_refused")
+    assert refused["zone"] == "mv" and refused["error"]
+
+
 # -- the capacity method ------------------------------------------------------------------
 
 
