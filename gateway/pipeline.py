@@ -940,7 +940,8 @@ class Pipeline:
                     )
                 )
             ).first()
-            if isinstance(response, FlexResponse):
+            # a FlexOrderResponse was held to one answer per order by `_one_answer` already
+            if isinstance(response, FlexResponse) and not isinstance(response, FlexOrderResponse):
                 answered = await conn.scalar(
                     select(m.message_id).where(
                         m.reference == referred,

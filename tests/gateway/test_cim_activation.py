@@ -404,11 +404,7 @@ async def test_an_activation_reaches_the_aggregator_and_the_iso_gets_ack_and_a41
     setpoints = await world.centre.wait_for(1)
     assert setpoints[0]["resource"] == "bat-1"
 
-    reply = FlexOrderResponse(
-        envelope=replace_envelope(order),
-        reference_message_id=order.envelope.message_id,
-        result=Result.ACCEPTED,
-    )
+    reply = accept(order)
     assert await world.agr.send(reply) == (200, "")
     await asyncio.wait_for(world.iso.arrived.wait(), 10)
     a41 = parse(world.iso.received[0])
@@ -764,11 +760,7 @@ async def test_a_document_the_iso_rejects_in_its_acknowledgement_is_not_counted_
     assert (await post(world, body))[0] == 200
     order = await world.agr.wait_for(is_order)
     assert isinstance(order, FlexOrder)
-    reply = FlexOrderResponse(
-        envelope=replace_envelope(order),
-        reference_message_id=order.envelope.message_id,
-        result=Result.ACCEPTED,
-    )
+    reply = accept(order)
     assert await world.agr.send(reply) == (200, "")
     for _ in range(100):
         async with sessionmaker(world.gateway.engine)() as session:
@@ -883,11 +875,7 @@ async def test_the_iso_activates_a_forwarded_bid_and_the_aggregator_gets_an_orde
     assert order.unsolicited is None
     assert order.envelope.conversation_id == offer.envelope.conversation_id
     assert order.power_by_isp() == {i.start: -150_000 for i in offer.options[0].isps}
-    reply = FlexOrderResponse(
-        envelope=replace_envelope(order),
-        reference_message_id=order.envelope.message_id,
-        result=Result.ACCEPTED,
-    )
+    reply = accept(order)
     assert await world.agr.send(reply) == (200, "")
     await asyncio.wait_for(world.iso.arrived.wait(), 10)
     a41 = parse(world.iso.received[0])

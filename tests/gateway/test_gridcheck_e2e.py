@@ -48,6 +48,7 @@ from tests.gateway.test_cim_activation import (
     CP,
     LDC,
     World,
+    accept,
     activation_of,
     is_order,
     need,
@@ -195,11 +196,7 @@ async def test_an_iso_activation_after_a_dso_order_is_curtailed_to_what_the_line
     assert outcome["check"]["binding"]["element"] == "Line 2-3"
     assert outcome["check"]["model_version"] and outcome["check"]["base_state_time"]
 
-    reply = FlexOrderResponse(
-        envelope=replace_envelope(second),
-        reference_message_id=second.envelope.message_id,
-        result=Result.ACCEPTED,
-    )
+    reply = accept(second)
     assert await world.agr.send(reply) == (200, "")
     await asyncio.wait_for(world.iso.arrived.wait(), 10)
     a41 = parse(world.iso.received[0])
