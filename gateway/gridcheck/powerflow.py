@@ -23,6 +23,8 @@ the next check's starting state, so a single-ISP check costs one power flow.
 from __future__ import annotations
 
 import enum
+import functools
+import itertools
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,11 +56,14 @@ METHOD_DEFAULT_LIMIT = "powerflow-default-limit/v1"
 # rejected because the grid cannot be checked and no default limit is agreed
 METHOD_FAIL_SAFE = "powerflow-fail-safe/v1"
 
-# a limit broken before the candidate is "made worse" only beyond solver noise (PGM NR
-# stops at 1e-8 pu); in units of the metric's scale
+# a limit broken before the candidate is "made worse" only beyond solver noise (PGM NR is
+# within ~1e-12 pu, grid.NR_TOLERANCE_PU); in units of the metric's scale
 WORSE_EPS = 1e-6
 # the AC bracket on the curtailed fraction: safe at α, unsafe at α + ALPHA_TOL
 ALPHA_TOL = 0.005
+# the curtailed fraction is AC-confirmed this far below the model's crossing (see
+# _FractionSearch): the model, fitted to three AC flows, is closer than that to AC
+ALPHA_BACKOFF = 0.001
 MAX_AC_ROUNDS = 24
 # conflicts named in a reason text
 CONFLICTS_NAMED = 5
@@ -183,6 +188,8 @@ class _State:
     cap: Array  # what the candidate may reach: lim, or the value now if already past lim
     scale: Array  # the unit each metric's excess is measured in
     temporary: str | None  # the temporary limit in force, described
+    # False until solved: m and interface_p_w are NaN, cap is lim (see _states_for)
+    solved: bool = True
 
 
 class _Grid:
@@ -298,8 +305,15 @@ class PowerFlowCheck:
         self._portfolios: dict[tuple[str, date], _Forecast] = {}
         # told (zone, period or None for all) when a zone's base state changed: re-validation
         self.listeners: list[Callable[[str, date | None], None]] = []
+        # reservation tokens: unique in this process (a ledger row's is "ledger:…", see load)
+        self._token_prefix = uuid.uuid4().hex[:12]
+        self._token_serial = itertools.count(1)
+
         for model in models:
             self.set_model(model)
+
+    def _new_token(self) -> str:
+        return f"{self._token_prefix}-{next(self._token_serial)}"
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -647,7 +661,14 @@ class PowerFlowCheck:
             stale = self._stale(limits, state, isp, now)
             if stale is not None:
                 return self._fallback(request, stale, model.version, base_time)
-            if not state.converged:
+        sol, m = flows
+        g = self._excess(grid, states, m, sol.converged)
+        if (g > 0).any() and not all(s.solved for s in states):
+            # past a limit: was it broken before this order, and by how much (cap)?
+            self._solve_states(grid, order.period, isps, states)
+            g = self._excess(grid, states, m, sol.converged)
+        for isp, state in zip(isps, states, strict=True):
+            if state.solved and not state.converged:
                 return self._fallback(
                     request,
                     f"the power flow of zone {limits.id!r} in ISP {isp} (base state and "
@@ -655,8 +676,6 @@ class PowerFlowCheck:
                     model.version,
                     base_time,
                 )
-        sol, m = flows
-        g = self._excess(grid, states, m, sol.converged)
         context = _Context(request, grid, states, isps, amounts, vec, base_time)
         if not (g > 0).any():
             return self._accept(context, sol, m, g, 1.0)
@@ -699,48 +718,59 @@ class PowerFlowCheck:
         now: datetime,
         candidate: tuple[Array, Array] | None = None,
     ) -> tuple[list[_State], tuple[Solution, Array] | None]:
-        """The AC state of base + ledger in each ISP and, given (amounts, vec), the flows
-        with a candidate added: what is not cached is solved in one batch."""
+        """The state of base + ledger in each ISP and, given (amounts, vec), the AC flows with
+        a candidate added.
+
+        Without a candidate every state is solved. With one, a state that is not cached is
+        left unsolved: when the candidate's flows are within the limits everywhere, the flow
+        without it does not matter (it only raises `cap` where a limit is broken already), so
+        a check on a new state costs one power flow; `_solve_states` solves it when it does.
+        """
         cache = grid.states
-        cached: list[_State | None] = [cache.get((period, isp)) for isp in isps]
-        missing = [k for k, s in enumerate(cached) if s is None]
-        built = {k: self._base(limits, grid, period, isps[k], now) for k in missing}
-        p_rows = [built[k][0] for k in missing]
-        q_rows = [built[k][1] for k in missing]
-        if candidate is not None:
-            amounts, vec = candidate
-            for k, state in enumerate(cached):
-                before_p, before_q = (state.p, state.q) if state else built[k][:2]
-                p_rows.append(before_p + amounts[k] * vec)
-                q_rows.append(before_q)
-        if not p_rows:
-            return [s for s in cached if s is not None], None
-        sol = grid.solver.solve(np.stack(p_rows), np.stack(q_rows))
-        m = grid.metrics(sol)
-        for row, k in enumerate(missing):
-            p, q, time, forecast_cp = built[k]
-            lim, temporary = self._limit_row(limits, grid, period, isps[k])
-            state = _State(
-                p=p,
-                q=q,
-                time=time,
-                forecast_cp=forecast_cp,
-                converged=bool(sol.converged[row]),
-                m=m[row],
-                interface_p_w=float(sol.interface_p_w[row]),
-                lim=lim,
-                cap=np.where(m[row] > lim, m[row] + WORSE_EPS * grid.scale, lim),
-                scale=grid.scale_for(lim),
-                temporary=temporary,
-            )
-            cached[k] = state
-            if state.converged:
-                cache[(period, isps[k])] = state
-        states = [s for s in cached if s is not None]
+        states: list[_State] = []
+        for isp in isps:
+            state = cache.get((period, isp))
+            if state is None:
+                p, q, time, forecast_cp = self._base(limits, grid, period, isp, now)
+                lim, temporary = self._limit_row(limits, grid, period, isp)
+                state = _State(
+                    p=p,
+                    q=q,
+                    time=time,
+                    forecast_cp=forecast_cp,
+                    converged=False,
+                    m=np.full(grid.size, math.nan),
+                    interface_p_w=math.nan,
+                    lim=lim,
+                    cap=lim,
+                    scale=grid.scale_for(lim),
+                    temporary=temporary,
+                    solved=False,
+                )
+            states.append(state)
         if candidate is None:
+            self._solve_states(grid, period, isps, states)
             return states, None
-        rows = slice(len(missing), None)
-        return states, (_rows_of(sol, rows), m[rows])
+        amounts, vec = candidate
+        return states, self._solve(grid, states, amounts, vec)
+
+    def _solve_states(
+        self, grid: _Grid, period: date, isps: Sequence[int], states: Sequence[_State]
+    ) -> None:
+        """Solve the unsolved states in AC (one batch), and cache those that converge."""
+        todo = [(isp, s) for isp, s in zip(isps, states, strict=True) if not s.solved]
+        if not todo:
+            return
+        sol = grid.solver.solve(np.stack([s.p for _, s in todo]), np.stack([s.q for _, s in todo]))
+        m = grid.metrics(sol)
+        for row, (isp, state) in enumerate(todo):
+            state.solved = True
+            state.converged = bool(sol.converged[row])
+            state.m = m[row]
+            state.interface_p_w = float(sol.interface_p_w[row])
+            state.cap = np.where(m[row] > state.lim, m[row] + WORSE_EPS * grid.scale, state.lim)
+            if state.converged:
+                grid.states[(period, isp)] = state
 
     def _base(
         self, limits: ZoneLimits, grid: _Grid, period: date, isp: int, now: datetime
@@ -821,20 +851,20 @@ class PowerFlowCheck:
         self, grid: _Grid, states: Sequence[_State], amounts: Array, vec: Array
     ) -> tuple[Solution, Array]:
         """AC flows of each ISP's state plus `amounts[k]` (W) placed by `vec`."""
-        p = np.stack([s.p for s in states]) + amounts[:, None] * vec[None, :]
-        q = np.stack([s.q for s in states])
+        p = _stacked([s.p for s in states]) + amounts[:, None] * vec[None, :]
+        q = _stacked([s.q for s in states])
         sol = grid.solver.solve(p, q)
         return sol, grid.metrics(sol)
 
     def _scale(self, grid: _Grid, states: Sequence[_State]) -> Array:
-        return np.stack([s.scale for s in states])
+        return _stacked([s.scale for s in states])
 
     def _excess(
         self, grid: _Grid, states: Sequence[_State], m: Array, converged: npt.NDArray[np.bool_]
     ) -> Array:
         """(K, M) how far each metric is past what it may reach, in its scale (> 0 blocks)."""
-        cap = np.stack([s.cap for s in states])
-        g = _unchecked_to(-math.inf, (m - cap) / self._scale(grid, states))
+        g = (m - _stacked([s.cap for s in states])) / self._scale(grid, states)
+        g[np.isnan(g)] = -math.inf
         g[~converged] = math.inf
         return g
 
@@ -866,13 +896,13 @@ class PowerFlowCheck:
     ) -> Decision:
         """Reserve what the flow `sol` (of the reserved powers, excess `g`) was checked on."""
         req, grid = ctx.request, ctx.grid
-        k, j = (int(x) for x in np.unravel_index(int(np.argmax(g)), g.shape))
+        k, j = divmod(int(np.argmax(g)), g.shape[1])
         isp = ctx.isps[k]
         binding = self._binding(
             grid, ctx.states[k], isp, int(j), float(m[k, j]), float(sol.interface_p_w[k])
         )
         reserved = self._reserved(ctx, fraction)
-        token = uuid.uuid4().hex
+        token = self._new_token()
         order = req.order
         zone = req.limits.id
         for isp_k, power in reserved.items():
@@ -960,9 +990,23 @@ class PowerFlowCheck:
         else:
             binding = None
             what = "a power flow that does not converge (voltage collapse)"
-        found = _FractionSearch(self, ctx, m, g, sol).run()
+        search = _FractionSearch(self, ctx, m, g, sol)
+        if not allow:  # the sender resends what fits: an estimate serves, without more flows
+            estimate = search.estimate()
+            if estimate is None:
+                largest = ""
+            elif estimate > 0.0:
+                largest = (
+                    f"; the largest safe fraction is about {estimate:.3f} "
+                    f"({self._power_text(ctx, estimate)}), estimated along the order, not "
+                    "checked in AC"
+                )
+            else:
+                largest = "; no fraction of it is safe"
+            return self._reject(ctx, isp, what + largest, binding)
+        found = search.run()
         alpha = found.lo
-        if alpha > 0.0 and allow and found.lo_flow is not None:
+        if alpha > 0.0 and found.lo_flow is not None:
             lo_sol, lo_m = found.lo_flow
             decision = self._accept(ctx, lo_sol, lo_m, found.lo_excess, alpha)
             # name the element that binds just above α, at its value at α
@@ -997,20 +1041,19 @@ class PowerFlowCheck:
                 model_version=decision.model_version,
                 base_state_time=decision.base_state_time,
             )
-        largest = (
-            f"the largest safe fraction is {alpha:.3f} ({self._power_text(ctx, alpha)})"
-            if alpha > 0.0
-            else "no fraction of it is safe"
-        )
+        return self._reject(ctx, isp, what + "; no fraction of it is safe", binding)
+
+    def _reject(self, ctx: _Context, isp: int, what: str, binding: Binding | None) -> Decision:
+        req = ctx.request
         return Decision(
             Outcome.REJECTED,
             f"AC power flow of zone {req.limits.id!r}: ISP {isp} "
-            f"({self._local(req.order, isp)}): this order would have {what}; {largest}"
+            f"({self._local(req.order, isp)}): this order would have {what}"
             + self._conflict_text(req.conflicts),
             METHOD_AC,
             binding=binding,
             conflicts=req.conflicts,
-            model_version=grid.model.version,
+            model_version=ctx.grid.model.version,
             base_state_time=ctx.base_time,
         )
 
@@ -1069,7 +1112,7 @@ class PowerFlowCheck:
                 model_version=model_version,
                 base_state_time=base_time,
             )
-        token = uuid.uuid4().hex
+        token = self._new_token()
         for isp, power in sorted(req.powers.items()):
             self._reserve(
                 token,
@@ -1135,8 +1178,7 @@ class PowerFlowCheck:
 
     @staticmethod
     def _local(order: FlexOrder, isp: int) -> str:
-        local = order.isp_start(isp).astimezone(ZoneInfo(order.time_zone))
-        return local.isoformat(timespec="minutes")
+        return _local_start(order.period, order.time_zone, order.isp_duration, isp)
 
     @staticmethod
     def _conflict_text(conflicts: Sequence[Conflict]) -> str:
@@ -1293,16 +1335,23 @@ class PowerFlowCheck:
 
 
 class _FractionSearch:
-    """The largest fraction α of an order whose flows are safe in every ISP, in AC.
+    """The largest fraction α of an order whose flows are safe in every ISP.
 
-    Notes §3: bisect α on a linear model, confirm in AC. Each round is one batch of AC
-    flows and keeps the bracket [lo safe, hi unsafe]:
-    1. α = 1/8 … 7/8: a bracket of width 1/8;
-    2. the model inside it, fitted to three AC flows around it: branch P and Q linear in α,
-       so loading² and interface P² quadratic (|S| rebuilt, never |I| linearised), node
-       voltages linear; α bisected on it, then AC at that α ± up to 3·ALPHA_TOL;
-    3. again, or an even grid in the bracket if the model cannot be fitted (a flow failed),
-    until the bracket is ALPHA_TOL wide. α = lo is AC-confirmed safe.
+    Notes §3: sized on a model along the order, confirmed in AC. The flows at α = 0 (the
+    state without the order) and α = 1 are known when the search starts.
+
+    - `estimate`: every metric linear in α between those two (the chord), and the least α at
+      which one reaches what it may. Branch loading and |interface P| are convex in α (|S| of
+      a P and Q that are linear in α), so the chord is below them and the estimate errs on the
+      small side. No power flow: a rejection that cannot be curtailed names this estimate.
+    - `run`: AC at the estimate, then rounds of: a model through the three AC flows nearest
+      the bracket [lo safe, hi unsafe] (branch loading² and interface P² quadratic in α, i.e.
+      |S| rebuilt from P and Q linear in α, never |I| linearised; voltages quadratic), its
+      first crossing in the bracket solved in closed form, and AC at that crossing less
+      ALPHA_BACKOFF. The search ends when that flow is safe, when lo is already that close to
+      the crossing, or when the bracket is ALPHA_TOL wide.
+      A flow that does not converge leaves no model: AC on an even grid in the bracket.
+      α = lo is AC-confirmed safe in every ISP.
     """
 
     def __init__(
@@ -1324,6 +1373,7 @@ class _FractionSearch:
         squared[: grid.b] = True
         squared[-1] = True
         self.squared = squared
+        self.solves = 0
 
     @property
     def lo_flow(self) -> tuple[Solution, Array] | None:
@@ -1340,8 +1390,22 @@ class _FractionSearch:
         assert sol is not None
         return m, g, sol
 
+    def estimate(self) -> float | None:
+        """The chord's α (see the class), or None when the order's own flow did not converge."""
+        g0, g1 = self.points[0.0][1], self.points[1.0][1]
+        if not np.isfinite(g1).any() or np.isposinf(g1).any():
+            return None
+        over = g1 > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alphas = np.where(over, g0 / (g0 - g1), math.inf)
+        return float(min(max(alphas.min(), 0.0), 1.0))
+
     def run(self) -> _FractionSearch:
-        self._solve([k / 8 for k in range(1, 8)])
+        guess = self.estimate()
+        if guess is None or not 0.0 < guess < 1.0:
+            self._solve([k / 8 for k in range(1, 8)])
+        else:
+            self._solve([guess])
         for _ in range(MAX_AC_ROUNDS):
             if self.hi - self.lo <= ALPHA_TOL * 1.0001:
                 break
@@ -1349,8 +1413,15 @@ class _FractionSearch:
             if guess is None:
                 step = (self.hi - self.lo) / 8
                 self._solve([self.lo + step * k for k in range(1, 8)])
-            else:
-                self._solve([guess + ALPHA_TOL * k for k in range(-3, 4)])
+                continue
+            probe = guess - ALPHA_BACKOFF
+            if probe <= self.lo:
+                break  # lo, AC-safe, is within the back-off of the model's crossing
+            if probe >= self.hi:  # the model is off: halve the bracket
+                probe = (self.lo + self.hi) / 2
+            self._solve([probe])
+            if self.lo == probe == guess - ALPHA_BACKOFF:
+                break  # AC confirms the model's crossing less the back-off
         return self
 
     def _solve(self, alphas: Sequence[float]) -> None:
@@ -1360,6 +1431,7 @@ class _FractionSearch:
         ctx = self.ctx
         k_count = len(ctx.states)
         sol, m = self.check._flows_at(ctx, todo)
+        self.solves += len(todo) * k_count
         g = self.check._excess(ctx.grid, list(ctx.states) * len(todo), m, sol.converged)
         for a, alpha in enumerate(todo):
             rows = slice(a * k_count, (a + 1) * k_count)
@@ -1369,7 +1441,8 @@ class _FractionSearch:
         self.lo = max(a for a, (_, g_a, _) in self.points.items() if g_a.max() <= 0 and a < self.hi)
 
     def _model_guess(self) -> float | None:
-        """Bisect α in [lo, hi] on the model fitted to lo, hi and the next AC flow out."""
+        """The first α in (lo, hi] at which the model through lo, hi and the AC flow
+        nearest outside them reaches a limit."""
         outside = [a for a in self.points if a < self.lo or a > self.hi]
         if not outside:
             return None
@@ -1378,23 +1451,26 @@ class _FractionSearch:
         flows = [self.points[a] for a in alphas]
         if any(f[2] is not None and not bool(f[2].converged.all()) for f in flows):
             return None
+        squared = self.squared
         vander = np.array([[1.0, a, a * a] for a in alphas])
-        inverse = np.linalg.inv(vander)
-        ys = np.stack([np.where(self.squared, f[0] ** 2, f[0]) for f in flows])  # (3, K, M)
-        coef = np.einsum("ij,jkm->ikm", inverse, ys)  # (3, K, M): a + bα + cα²
-        m_lo, m_hi = self.points[self.lo][0], self.points[self.hi][0]
-        span = self.hi - self.lo
-        lo, hi = self.lo, self.hi
-        for _ in range(30):
-            mid = (lo + hi) / 2
-            quad = np.sqrt(np.maximum(coef[0] + coef[1] * mid + coef[2] * mid * mid, 0.0))
-            lin = m_lo + (m_hi - m_lo) * ((mid - self.lo) / span)
-            m = np.where(self.squared, quad, lin)
-            if (_unchecked_to(-math.inf, (m - self.cap) / self.scale) > 0).any():
-                hi = mid
-            else:
-                lo = mid
-        return lo
+        ys = np.stack([np.where(squared, f[0] ** 2, f[0]) for f in flows])  # (3, K, M)
+        c0, c1, c2 = np.einsum("ij,jkm->ikm", np.linalg.inv(vander), ys)  # c0 + c1·α + c2·α²
+        # what each metric may reach, in the model's terms (loading and |P| squared)
+        target = np.where(squared, np.square(np.maximum(self.cap, 0.0)), self.cap)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            c0 = c0 - target
+            root = np.sqrt(c1 * c1 - 4.0 * c2 * c0)
+            linear = -c0 / c1
+            first = (-c1 - root) / (2.0 * c2)
+            second = (-c1 + root) / (2.0 * c2)
+            flat = np.abs(c2) <= 1e-12 * (np.abs(c1) + np.abs(c0))
+            roots = np.stack([np.where(flat, linear, first), np.where(flat, linear, second)])
+            rising = (2.0 * c2 * roots + c1) >= 0  # crossing into the unsafe side
+            inside = (roots > self.lo) & (roots <= self.hi) & rising & np.isfinite(roots)
+        candidates = roots[inside & np.isfinite(target)[None]]
+        if candidates.size == 0:
+            return None
+        return float(candidates.min())
 
 
 @dataclass(frozen=True, slots=True)
@@ -1418,6 +1494,18 @@ class _Context:
     amounts: Array
     vec: Array
     base_time: datetime
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_start(period: date, time_zone: str, isp_duration: timedelta, isp: int) -> str:
+    """An ISP's start in local time, to the minute (reason texts name many ISPs again)."""
+    local = isp_start(period, time_zone, isp_duration, isp).astimezone(ZoneInfo(time_zone))
+    return local.isoformat(timespec="minutes")
+
+
+def _stacked(rows: Sequence[Array]) -> Array:
+    """(K, M) of K rows; one row is a view, not a copy (most orders cover one ISP)."""
+    return rows[0][None] if len(rows) == 1 else np.stack(rows)
 
 
 def _unchecked_to(value: float, g: Array) -> Array:

@@ -21,9 +21,12 @@ import pytest
 from lxml import etree
 
 from gateway.gridcheck.grid import (
+    DIRECT_MAX_SCENARIOS,
     AcSolver,
     GridModel,
     GridModelError,
+    Solution,
+    _DirectCalls,
     from_pandapower,
     load_cgmes,
     load_model,
@@ -248,36 +251,76 @@ def test_pandapower_storage_is_load_and_sgen_is_negative_load(
 # --- the solver -----------------------------------------------------------------------------
 
 
-def test_a_batch_gives_what_single_solves_give(cigre_pp: GridModel) -> None:
-    solver = AcSolver(cigre_pp)
+def assert_same_flows(got: Solution, want: Solution, atol: float = 1e-12) -> None:
+    assert got.converged.tolist() == want.converged.tolist()
+    np.testing.assert_allclose(got.u_pu, want.u_pu, rtol=0, atol=atol)
+    np.testing.assert_allclose(got.loading, want.loading, rtol=0, atol=atol)
+    np.testing.assert_allclose(got.interface_p_w, want.interface_p_w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model_name", ["cigre_pp", "kerber_pp"])
+def test_direct_single_solves_batches_and_the_public_api_agree(
+    model_name: str, request: pytest.FixtureRequest
+) -> None:
+    """Up to DIRECT_MAX_SCENARIOS go one by one through PGM's core, more in one PGM batch;
+    both give what PGM's public API gives, scenario by scenario."""
+    model: GridModel = request.getfixturevalue(model_name)
+    solver, public = AcSolver(model), AcSolver(model, direct=False)
+    assert solver.direct and not public.direct  # the installed PGM has the core calls
     rng = np.random.default_rng(0)
-    scale = rng.uniform(0.0, 1.5, size=(6, len(cigre_pp.nodes)))
-    p = cigre_pp.base_p_w * scale
-    q = cigre_pp.base_q_var * scale
-    batch = solver.solve(p, q)
+    count = DIRECT_MAX_SCENARIOS + 4
+    scale = rng.uniform(0.0, 1.5, size=(count, len(model.nodes)))
+    p, q = model.base_p_w * scale, model.base_q_var * scale
+    batch = solver.solve(p, q)  # more than DIRECT_MAX_SCENARIOS: one PGM batch
     assert batch.converged.all()
-    for s in range(len(p)):
-        single = solver.solve(p[s : s + 1], q[s : s + 1])
-        np.testing.assert_allclose(batch.u_pu[s], single.u_pu[0], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(batch.loading[s], single.loading[0], rtol=0, atol=1e-12)
-        assert batch.interface_p_w[s] == pytest.approx(single.interface_p_w[0], rel=1e-12)
-    # scenarios differ: the batch did not solve one point six times
-    assert np.ptp(batch.interface_p_w) > 1e6
+    direct = solver.solve(p[:DIRECT_MAX_SCENARIOS], q[:DIRECT_MAX_SCENARIOS])
+    assert_same_flows(direct, _rows(batch, slice(0, DIRECT_MAX_SCENARIOS)))
+    for s in range(count):
+        assert_same_flows(solver.solve(p[s : s + 1], q[s : s + 1]), _rows(batch, slice(s, s + 1)))
+        assert_same_flows(public.solve(p[s : s + 1], q[s : s + 1]), _rows(batch, slice(s, s + 1)))
+    # scenarios differ: nothing solved one point many times
+    assert np.ptp(batch.interface_p_w) > 1e4
 
 
-def test_an_absurd_scenario_fails_alone(cigre_pp: GridModel) -> None:
+def _rows(sol: Solution, rows: slice) -> Solution:
+    return Solution(sol.u_pu[rows], sol.loading[rows], sol.interface_p_w[rows], sol.converged[rows])
+
+
+def test_core_calls_that_disagree_with_the_public_api_are_not_used(
+    cigre_pp: GridModel, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The core calls are checked on the model's base point before they are trusted."""
+    real = _DirectCalls.solve
+
+    def off_by_1e4_pu(self: _DirectCalls, p: np.ndarray, q: np.ndarray) -> Solution:
+        sol = real(self, p, q)
+        return Solution(sol.u_pu + 1e-4, sol.loading, sol.interface_p_w, sol.converged)
+
+    monkeypatch.setattr(_DirectCalls, "solve", off_by_1e4_pu)
     solver = AcSolver(cigre_pp)
-    p = np.tile(cigre_pp.base_p_w, (3, 1))
-    q = np.tile(cigre_pp.base_q_var, (3, 1))
+    assert not solver.direct
+    assert "otherwise than its public API" in caplog.text
+    want = AcSolver(cigre_pp, direct=False).solve(
+        cigre_pp.base_p_w[None], cigre_pp.base_q_var[None]
+    )
+    assert_same_flows(solver.solve(cigre_pp.base_p_w[None], cigre_pp.base_q_var[None]), want)
+
+
+@pytest.mark.parametrize("count", [3, DIRECT_MAX_SCENARIOS + 1])
+@pytest.mark.parametrize("direct", [True, False])
+def test_an_absurd_scenario_fails_alone(cigre_pp: GridModel, count: int, direct: bool) -> None:
+    solver = AcSolver(cigre_pp, direct=direct)
+    p = np.tile(cigre_pp.base_p_w, (count, 1))
+    q = np.tile(cigre_pp.base_q_var, (count, 1))
     p[1, cigre_pp.node("Bus 11").index] = 1e12  # 1 TW in an MV feeder
     solution = solver.solve(p, q)
-    assert solution.converged.tolist() == [True, False, True]
+    assert solution.converged.tolist() == [True, False] + [True] * (count - 2)
     assert np.isnan(solution.u_pu[1]).all() and np.isnan(solution.loading[1]).all()
     assert np.isnan(solution.interface_p_w[1])
     base = solver.solve(p[:1], q[:1])
     for s in (0, 2):
         np.testing.assert_allclose(solution.u_pu[s], base.u_pu[0], atol=1e-12)
-    # alone (the single-scenario path updates the model in place), and nothing left behind
+    # alone (a single scenario updates the model in place), and nothing left behind
     alone = solver.solve(p[1:2], q[1:2])
     assert alone.converged.tolist() == [False] and np.isnan(alone.u_pu).all()
     np.testing.assert_array_equal(solver.solve(p[:1], q[:1]).u_pu, base.u_pu)
