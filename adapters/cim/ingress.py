@@ -512,8 +512,8 @@ class CimIngress:
                 unsolicited=True,
             )
             decision = grid.check(trial, origin="gridgate:prequalification", allow_curtail=True)
-            if decision.reservation is not None:
-                grid.release(decision.reservation)
+            if decision.reservation is not None:  # a trial: the ledger is as it was
+                grid.release(decision.reservation, notify=False)
             if decision.outcome is GridOutcome.ACCEPTED:
                 continue
             binding = decision.binding

@@ -125,8 +125,11 @@ class GridCheck(Protocol):
     def accepted_power(self, congestion_point: str, period: Any, isp: int) -> int:
         """The power (W) accepted orders hold at a congestion point in one ISP."""
 
-    def release(self, token: str) -> None:
-        """Undo a reservation whose commit failed, or an order that was revoked or expired."""
+    def release(self, token: str, *, notify: bool = True) -> None:
+        """Undo a reservation whose commit failed, or an order that was revoked or expired.
+
+        `notify=False`: the reservation was a trial that nothing relied on (re-validation,
+        where the check has it, need not run)."""
 
     def forecast(self, prognosis: DPrognosis) -> None:
         """A new forecast of a congestion point's power arrived (an aggregator's

@@ -109,7 +109,7 @@ class CapacityLimitCheck:
             reservation=token if reservations else None,
         )
 
-    def release(self, token: str) -> None:
+    def release(self, token: str, *, notify: bool = True) -> None:
         for cp, period, isp, power in self._held.pop(token, []):
             self._ledger[(cp, period)][isp] -= power
         key = self._orders.pop(token, None)

@@ -411,17 +411,18 @@ class _DirectCalls:
         interface = np.empty(scenarios)
         converged = np.zeros(scenarios, dtype=np.bool_)
         core, handle, update = self._core, self._handle, self._update
+        update_ptr = self._update_view.get_dataset_ptr()
+        output_ptr = self._output_view.get_dataset_ptr()
         node, source = self._output[ComponentType.node], self._output[ComponentType.source]
         for s in range(scenarios):
             update["p_specified"] = p[s]
             update["q_specified"] = q[s]
-            core.update_model(handle, self._update_view.get_dataset_ptr())
-            error = self._find_error(decode_error=False)
-            if error is not None:  # only p and q change: this is not a state PGM can be in
-                raise error
-            core.calculate(handle, self._options.opt, self._output_view.get_dataset_ptr(), None)
-            if self._find_error(decode_error=False) is not None:
-                u_pu[s] = loading[s] = interface[s] = np.nan  # diverged, or singular
+            core.update_model(handle, update_ptr)
+            if core.error_code():  # only p and q change: not a state PGM can be in
+                raise self._find_error(decode_error=False) or PowerGridError("update failed")
+            core.calculate(handle, self._options.opt, output_ptr, None)
+            if core.error_code():  # diverged, or a singular system
+                u_pu[s] = loading[s] = interface[s] = np.nan
                 continue
             converged[s] = True
             u_pu[s] = node["u_pu"]

@@ -225,9 +225,18 @@ class _Grid:
             [np.full(b, 1.0 - theta), np.full(n, band), np.full(n, band), [1.0]]
         )
         self.safety = np.concatenate([np.full(b, theta), np.full(2 * n, delta), [0.0]])
+        # the metrics that are magnitudes of a power (|S| loading, |interface P|): their
+        # square is what is quadratic in an order's power (see _FractionSearch)
+        self.squared = np.zeros(self.size, dtype=bool)
+        self.squared[:b] = True
+        self.squared[-1] = True
         self.vectors: dict[Placement, Array] = {}
         # the last AC state of base + ledger per (period, isp), valid for this model only
         self.states: dict[tuple[date, int], _State] = {}
+        # the solved state of the base alone (no accepted order) per (period, isp): an ISP
+        # whose orders are all released is back at it. Kept across ledger changes, dropped
+        # with the states when the base changes (model, forecast, temporary limit)
+        self.bases: dict[tuple[date, int], _State] = {}
 
     def scale_for(self, lim: Array) -> Array:
         """The scale row for these limits: the interface's is its limit (W), when it has one."""
@@ -475,12 +484,12 @@ class PowerFlowCheck:
         grid = self._grids.get(zone)
         if grid is None:
             return
-        states = grid.states
-        if period is None:
-            states.clear()
-        else:
-            for key in [k for k in states if k[0] == period]:
-                del states[key]
+        for states in (grid.states, grid.bases):
+            if period is None:
+                states.clear()
+            else:
+                for key in [k for k in states if k[0] == period]:
+                    del states[key]
 
     # -- the ledger ---------------------------------------------------------------------
 
@@ -552,7 +561,10 @@ class PowerFlowCheck:
     def accepted_power(self, congestion_point: str, period: date, isp: int) -> int:
         return self._cp_power.get((congestion_point, period), {}).get(isp, 0)
 
-    def release(self, token: str) -> None:
+    def release(self, token: str, *, notify: bool = True) -> None:
+        """Give back what a reservation holds. The listeners hear of each (zone, period) it
+        touched: the orders left may be unsafe without it (an opposite-direction activation
+        that made room for them), which re-validation finds."""
         held = self._held.pop(token, None)
         if held is None:
             return
@@ -569,6 +581,8 @@ class PowerFlowCheck:
         key = (held.origin, held.message_id)
         if self._tokens.get(key) == token:
             del self._tokens[key]
+        if notify and held.zone:
+            self._changed(held.zone, held.period)
 
     def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, date, int, int]]:
         """Give back what an accepted order holds; return it, for the ledger to record."""
@@ -584,7 +598,7 @@ class PowerFlowCheck:
         """Drop what orders of periods before `before` hold; return how many orders."""
         old = [t for t, h in self._held.items() if h.period < before]
         for token in old:
-            self.release(token)
+            self.release(token, notify=False)  # past periods: nothing left to re-validate
         for key in [k for k in self._forecasts if k[1] < before]:
             del self._forecasts[key]
         for key in [k for k in self._prognoses if k[1] < before]:
@@ -730,6 +744,8 @@ class PowerFlowCheck:
         states: list[_State] = []
         for isp in isps:
             state = cache.get((period, isp))
+            if state is None and not self._isp_tokens.get((limits.id, period, isp)):
+                state = grid.bases.get((period, isp))
             if state is None:
                 p, q, time, forecast_cp = self._base(limits, grid, period, isp, now)
                 lim, temporary = self._limit_row(limits, grid, period, isp)
@@ -763,6 +779,7 @@ class PowerFlowCheck:
             return
         sol = grid.solver.solve(np.stack([s.p for _, s in todo]), np.stack([s.q for _, s in todo]))
         m = grid.metrics(sol)
+        zone = grid.model.zone
         for row, (isp, state) in enumerate(todo):
             state.solved = True
             state.converged = bool(sol.converged[row])
@@ -771,6 +788,8 @@ class PowerFlowCheck:
             state.cap = np.where(m[row] > state.lim, m[row] + WORSE_EPS * grid.scale, state.lim)
             if state.converged:
                 grid.states[(period, isp)] = state
+                if not self._isp_tokens.get((zone, period, isp)):
+                    grid.bases[(period, isp)] = state
 
     def _base(
         self, limits: ZoneLimits, grid: _Grid, period: date, isp: int, now: datetime
@@ -980,7 +999,7 @@ class PowerFlowCheck:
     def _curtail(self, ctx: _Context, sol: Solution, m: Array, g: Array, allow: bool) -> Decision:
         """Find the largest safe fraction; curtail to it, or reject naming it."""
         grid, req = ctx.grid, ctx.request
-        k, j = (int(x) for x in np.unravel_index(int(np.argmax(g)), g.shape))
+        k, j = divmod(int(np.argmax(g)), g.shape[1])
         isp = ctx.isps[k]
         if bool(sol.converged[k]):
             binding: Binding | None = self._binding(
@@ -995,7 +1014,7 @@ class PowerFlowCheck:
             estimate = search.estimate()
             if estimate is None:
                 largest = ""
-            elif estimate > 0.0:
+            elif estimate >= 0.0005:  # what prints as more than 0.000
                 largest = (
                     f"; the largest safe fraction is about {estimate:.3f} "
                     f"({self._power_text(ctx, estimate)}), estimated along the order, not "
@@ -1359,9 +1378,9 @@ class _FractionSearch:
     ) -> None:
         self.check, self.ctx = check, ctx
         grid, states = ctx.grid, ctx.states
-        self.cap = np.stack([s.cap for s in states])
+        self.cap = _stacked([s.cap for s in states])
         self.scale = check._scale(grid, states)
-        m0 = np.stack([s.m for s in states])
+        m0 = _stacked([s.m for s in states])
         g0 = _unchecked_to(-math.inf, (m0 - self.cap) / self.scale)
         # α -> (metrics, excess, flow); the flow is None at α = 0 (nothing reserved)
         self.points: dict[float, tuple[Array, Array, Solution | None]] = {
@@ -1369,10 +1388,7 @@ class _FractionSearch:
             1.0: (m1, g1, sol1),
         }
         self.lo, self.hi = 0.0, 1.0
-        squared = np.zeros(grid.size, dtype=bool)
-        squared[: grid.b] = True
-        squared[-1] = True
-        self.squared = squared
+        self.squared = grid.squared
         self.solves = 0
 
     @property

@@ -424,6 +424,51 @@ def test_release_and_cancel_give_the_headroom_back(cigre: GridModel) -> None:
     assert check.check(order(5, {10: 2_000_000}, message_id="d"), origin="iso-1").accepted
 
 
+def test_a_release_that_leaves_an_order_unsafe_is_heard_and_found_by_revalidation(
+    cigre: GridModel,
+) -> None:
+    """The ISO's down-regulation made room for the DSO's order; when the ISO's order is
+    given back (its aggregator refused it), the DSO's order alone overloads Line 2-3."""
+    check = make_check(cigre)
+    heard: list[tuple[str, date | None]] = []
+    check.listeners.append(lambda zone, period: heard.append((zone, period)))
+    room = check.check(order(5, {10: -1_000_000}, message_id="iso"), origin="iso-1")
+    assert room.accepted and room.reservation is not None
+    alone = check.check(order(5, {10: 3_500_000}, message_id="dso"), origin="dso-1")
+    assert alone.accepted  # +2.5 MW net
+    assert check.revalidate("mv", PERIOD) == []
+    check.release(room.reservation)
+    assert heard == [("mv", PERIOD)]
+    unsafe = check.revalidate("mv", PERIOD)
+    assert [(u.order_message_id, u.origin, u.isp) for u in unsafe] == [("dso", "dso-1", 10)]
+    assert unsafe[0].binding is not None and unsafe[0].binding.element == "Line 2-3"
+    # a trial reservation given back leaves nothing to re-validate
+    trial = check.check(order(13, {11: 100_000}, message_id="t"), origin="dso-1")
+    assert trial.reservation is not None
+    check.release(trial.reservation, notify=False)
+    assert heard == [("mv", PERIOD)]
+
+
+def test_an_isp_whose_orders_are_all_given_back_is_not_solved_again(cigre: GridModel) -> None:
+    """The state of the base alone is kept apart from the ledger's: a release does not cost
+    the next check a second power flow."""
+    check = make_check(cigre)
+    flows = count_flows(check)
+    assert not check.check(order(5, {10: 4_000_000}, message_id="r"), origin="dso-1").accepted
+    assert flows == [1, 1]  # the base alone was solved: a limit binds
+    first = check.check(order(5, {10: 1_000_000}, message_id="a"), origin="dso-1")
+    assert first.reservation is not None
+    check.release(first.reservation)
+    flows.clear()
+    assert not check.check(order(5, {10: 4_000_000}, message_id="r2"), origin="dso-1").accepted
+    assert flows == [1]  # with the order only: the base alone is known
+    # a new forecast changes the base: solved again
+    check.set_forecast(cp(4), PERIOD, {10: 100_000}, time=NOW - timedelta(hours=1))
+    flows.clear()
+    assert not check.check(order(5, {10: 4_000_000}, message_id="r3"), origin="dso-1").accepted
+    assert flows == [1, 1]
+
+
 async def test_the_ledger_is_rebuilt_from_the_database(
     cigre: GridModel, engine: AsyncEngine
 ) -> None:
