@@ -184,6 +184,9 @@ class Gateway:
         for hook in self.registry.on_start:
             await hook(self)
         await self.grid_check.load(self.engine)
+        if self.grid_service is not None:
+            # the temporary limits on record bind again before anything is checked
+            await self.grid_service.load(self.engine)
         await self.pipeline.load()
         await self.outbox.load()
         self.outbox.start()

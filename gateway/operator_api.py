@@ -15,6 +15,8 @@ Temporary limits are the DSO's: SO GL (Regulation (EU) 2017/1485) Art. 182(4) gi
 reserve connecting DSO the right, in cooperation with the TSO, to set temporary limits to
 the delivery of active power reserves in its grid. The ISO sees them (the cooperation), but
 does not set them here: it asks the DSO, whose limit then binds the ISO's own activations.
+A limit is set and cleared in one transaction with its audit entry (the `temporary_limits`
+table): a restart puts every limit not cleared back in force, under the same id.
 
 Errors are JSON `{"error": <what>, "rule": <the rule broken>}`.
 """
@@ -234,7 +236,14 @@ class OperatorApi:
             zone, float(limit_w), start=start, end=end, reason=reason, set_by=caller.id
         )
         try:
-            await self._audit("gridcheck.temporary_limit.set", caller, limit.as_json())
+            now = self.gateway.clock()
+            await self._record(
+                "gridcheck.temporary_limit.set",
+                caller,
+                limit.as_json(),
+                Unit(temporary_limits=[service.limit_row(limit, set_at=now)]),
+                now,
+            )
         except Exception as e:
             service.clear_limit(limit.id)  # not in force unless it is on record
             log.exception("operator API: temporary limit %s could not be recorded", limit.id)
@@ -254,7 +263,22 @@ class OperatorApi:
             raise ApiError(404, ApiRule.UNKNOWN_LIMIT, f"no temporary limit {limit_id!r}")
         if service.zones[limit.zone].dso != caller.id:
             raise ApiError(403, ApiRule.OWNER, f"zone {limit.zone!r} is not {caller.id}'s grid")
-        await self._audit("gridcheck.temporary_limit.cleared", caller, limit.as_json())
+        now = self.gateway.clock()
+        try:
+            await self._record(
+                "gridcheck.temporary_limit.cleared",
+                caller,
+                limit.as_json(),
+                Unit(cleared_limits=[(limit_id, now)]),
+                now,
+            )
+        except Exception as e:  # it stays in force: a limit is cleared once that is on record
+            log.exception(
+                "operator API: clearing temporary limit %s could not be recorded", limit_id
+            )
+            raise ApiError(
+                503, ApiRule.STORE, "the clearing could not be recorded, the limit holds: retry"
+            ) from e
         service.clear_limit(limit_id)
         return web.json_response({"cleared": limit_id})
 
@@ -265,14 +289,21 @@ class OperatorApi:
         found = [service.latest[z].as_json() for z in zones if z in service.latest]
         return web.json_response({"revalidations": found})
 
-    async def _audit(self, event: str, caller: Participant, detail: dict[str, Any]) -> None:
-        draft = AuditDraft(
-            event=event,
-            actor=caller.id,
-            detail={**detail, "role": caller.role.value},
-            ts=self.gateway.clock(),
+    async def _record(
+        self,
+        event: str,
+        caller: Participant,
+        detail: dict[str, Any],
+        unit: Unit,
+        now: datetime,
+    ) -> None:
+        """Commit `unit` (the change) with the audit entry `event` that records it."""
+        unit.audit.append(
+            AuditDraft(
+                event=event, actor=caller.id, detail={**detail, "role": caller.role.value}, ts=now
+            )
         )
-        await self.gateway.writer.submit(Unit(audit=[draft]))
+        await self.gateway.writer.submit(unit)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

@@ -1695,11 +1695,18 @@ class Pipeline:
         messages: Sequence[Message],
         answer: bytes,
         detail: dict[str, Any],
+        *,
+        temporary_limits: Sequence[dict[str, Any]] = (),
+        cleared_limits: Sequence[tuple[str, datetime]] = (),
     ) -> None:
         """Store what a document brings gridgate without sending anything on (an LDC's meter
         readings as Metering): the document, a row per message with its facts (so later
         revisions and settlement find them) and one audit entry with the content, in one
-        transaction. Raises DuplicateKey when the document's key was stored before."""
+        transaction. Raises DuplicateKey when the document's key was stored before.
+
+        A Capacity_MarketDocument's temporary interface limits go on record in the same
+        transaction: `temporary_limits` rows (`TemporaryLimit.row`) and (id, cleared at) of
+        the limits of the revision it replaces."""
         now = self.clock()
         origin = document.origin
         sender = f"{document.protocol}:{origin.id}"
@@ -1742,6 +1749,8 @@ class Pipeline:
         await self.writer.submit(
             Unit(
                 messages=rows,
+                temporary_limits=list(temporary_limits),
+                cleared_limits=list(cleared_limits),
                 audit=[
                     AuditDraft(
                         event="document.accepted",

@@ -23,8 +23,11 @@ code (docs/cim.md, "Temporary limits by Capacity_MarketDocument"):
 A later revision of a document replaces the limits of the revision before it (those are
 cleared once the new ones are on record); the same bytes again get the answer they got.
 
-The limits live in the check's memory, like the operator API's: a restart keeps the config's
-temporary limits only (the audit keeps what each document set).
+The limits go on record (`temporary_limits`) in the transaction of the document's audit
+entry, and the replaced revision's are cleared there: a restart puts the limits in force
+again (`GridService.load`), and which limits each document's latest revision set is read
+back from the table the first time a process needs it, so a later revision sent after a
+restart still replaces them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from adapters.cim.documents import (
     AcknowledgementDocument,
@@ -54,11 +59,14 @@ from adapters.cim.values import format_created
 from adapters.cim.versions import CAPACITY, acknowledgement_version, lookup
 from gateway.model import Role
 from gateway.pipeline import Document
+from gateway.store.models import TemporaryLimitRecord
 from gateway.store.writer import DuplicateKey
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from adapters.cim.ingress import CimIngress
-    from gateway.gridcheck.powerflow import PowerFlowCheck
+    from gateway.gridcheck.powerflow import PowerFlowCheck, TemporaryLimit
     from gateway.routing import Directory
     from gateway.routing import Participant as GatewayParticipant
 
@@ -100,10 +108,39 @@ class _Applied:
     limit_ids: tuple[str, ...]
 
 
-# per power-flow check: (sender id, document mRID) → what its latest revision set
+# per power-flow check: (sender id, document mRID) → what its latest revision set (see
+# `_registry`: read back from the table once per check)
 _applied: weakref.WeakKeyDictionary[PowerFlowCheck, dict[tuple[str, str], _Applied]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+async def _registry(engine: AsyncEngine, check: PowerFlowCheck) -> dict[tuple[str, str], _Applied]:
+    """What the latest revision of each capacity document set, for `check`: the first time,
+    read back from the `temporary_limits` rows of documents not cleared (a revision's limits
+    are cleared, in one transaction, when a later one is recorded), the highest revision per
+    (sender, mRID)."""
+    registry = _applied.get(check)
+    if registry is not None:
+        return registry
+    record = TemporaryLimitRecord
+    found: dict[tuple[str, str], _Applied] = {}
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(record.id, record.set_by, record.document_mrid, record.document_revision)
+            .where(record.source == PROTOCOL, record.cleared_at.is_(None))
+            .order_by(record.starts_at, record.id)
+        )
+        for limit_id, sender, mrid, revision in rows:
+            if mrid is None or revision is None:
+                continue
+            key, held = (sender, mrid), found.get((sender, mrid))
+            if held is None or revision > held.revision:
+                found[key] = _Applied(revision, (limit_id,))
+            elif revision == held.revision:
+                found[key] = _Applied(revision, (*held.limit_ids, limit_id))
+    # two documents that both found no registry read the same rows: the first one's stands
+    return _applied.setdefault(check, found)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,16 +404,31 @@ async def receive_capacity(
             inbound=inbound,
         )
     reason = f"{CAPACITY} {document.mrid} revision {document.revision} from {origin.id}"
+    registry = await _registry(gateway.engine, check)
+    earlier = registry.get((origin.id, document.mrid))
     ids = _set(check, planned, reason)
     ack = emit(accepted(document, planned, me=_code(ingress), created=now))
-    registry = _applied.setdefault(check, {})
-    earlier = registry.get((origin.id, document.mrid))
     detail = {
         "temporary_limits": [p.as_json(i) for p, i in zip(planned, ids, strict=True)],
         "replaces": list(earlier.limit_ids) if earlier is not None else [],
     }
+    rows = [
+        _held(check, i).row(
+            source=PROTOCOL,
+            set_by=origin.id,
+            set_at=now,
+            document=document.mrid,
+            revision=document.revision,
+        )
+        for i in ids
+    ]
+    cleared = [(i, now) for i in earlier.limit_ids] if earlier is not None else []
     try:
-        await pipeline.record_document(carried, [], ack, detail)
+        # not in force unless it is on record: the limits, the clearing of the revision
+        # they replace and the audit entry commit together
+        await pipeline.record_document(
+            carried, [], ack, detail, temporary_limits=rows, cleared_limits=cleared
+        )
     except DuplicateKey:
         # the same document at the same time: the first one holds, this one sets nothing
         _clear(check, ids)
@@ -388,9 +440,10 @@ async def receive_capacity(
         _clear(check, ids)  # not in force unless it is on record
         raise
     if earlier is not None:
+        replaced = [check.temporary_limit(i) for i in earlier.limit_ids]
         _clear(check, earlier.limit_ids)
         # clearing is a base-state change too (the check does not tell its listeners)
-        for zone in {p.zone for p in planned}:
+        for zone in {t.zone for t in replaced if t is not None}:
             for listener in check.listeners:
                 listener(zone, None)
     registry[(origin.id, document.mrid)] = _Applied(document.revision, tuple(ids))
@@ -430,6 +483,13 @@ def _set(check: PowerFlowCheck, planned: Iterable[PlannedLimit], reason: str) ->
         _clear(check, ids)
         raise
     return ids
+
+
+def _held(check: PowerFlowCheck, limit_id: str) -> TemporaryLimit:
+    limit = check.temporary_limit(limit_id)
+    if limit is None:  # pragma: no cover - `_set` just set it
+        raise LookupError(f"temporary limit {limit_id} is not in force")
+    return limit
 
 
 def _clear(check: PowerFlowCheck, ids: Iterable[str]) -> None:

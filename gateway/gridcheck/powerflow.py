@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -149,6 +149,33 @@ class TemporaryLimit:
     end: datetime
     reason: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def row(
+        self,
+        *,
+        source: str,
+        set_by: str,
+        set_at: datetime,
+        document: str | None = None,
+        revision: int | None = None,
+    ) -> dict[str, Any]:
+        """The `temporary_limits` row that puts this limit on record: `source` is "api" or
+        "cim", `set_by` the participant, `document` and `revision` a capacity document's
+        mRID and revisionNumber."""
+        return {
+            "id": self.id,
+            "zone": self.zone,
+            "interface_limit_w": self.interface_limit_w,
+            "starts_at": self.start,
+            "ends_at": self.end,
+            "reason": self.reason,
+            "source": source,
+            "set_by": set_by,
+            "document_mrid": document,
+            "document_revision": revision,
+            "set_at": set_at,
+            "cleared_at": None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,17 +490,28 @@ class PowerFlowCheck:
         start: datetime,
         end: datetime,
         reason: str = "",
+        limit_id: str | None = None,
     ) -> str:
-        """Limit the zone's TSO-DSO interface in ISPs overlapping [start, end); return its id."""
+        """Limit the zone's TSO-DSO interface in ISPs overlapping [start, end); return its id
+        (`limit_id`, to put a limit on record back in force under its own, or a new one)."""
         if zone not in self._limits:
             raise ValueError(f"unknown zone {zone!r}")
         if start.tzinfo is None or end.tzinfo is None or end <= start:
             raise ValueError("a temporary limit needs an aware start before its end")
-        limit = TemporaryLimit(zone, float(interface_limit_w), start, end, reason)
+        watts = float(interface_limit_w)
+        limit = (
+            TemporaryLimit(zone, watts, start, end, reason)
+            if limit_id is None
+            else TemporaryLimit(zone, watts, start, end, reason, limit_id)
+        )
         self._temporary[limit.id] = limit
         self._forget(zone)
         self._changed(zone, None)
         return limit.id
+
+    def temporary_limit(self, limit_id: str) -> TemporaryLimit | None:
+        """The temporary limit in force with this id, if any."""
+        return self._temporary.get(limit_id)
 
     def clear_temporary_limit(self, limit_id: str) -> None:
         limit = self._temporary.pop(limit_id, None)

@@ -14,6 +14,9 @@
   `<prefix>/grid/<zone>/revalidation` (not retained), through the outbox in the same commit
   as the audit entry, and kept for the operator API.
 - Expiry: at start and when the local day turns, orders of past periods give their power back.
+- Temporary limits on record (`temporary_limits`, set through the operator API or by a
+  Capacity_MarketDocument): at start-up, before anything is checked, every one not cleared
+  that has not ended is back in force under its own id (`load`).
 
 Everything runs on the event loop, in slices: the check is not thread-safe (its state cache
 and ledger are the pipeline's hot path), so no worker thread touches it.
@@ -33,6 +36,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from sqlalchemy import select
+
 from gateway.audit.chain import AuditDraft
 from gateway.errors import GridgateError
 from gateway.gridcheck.base import Binding
@@ -40,10 +45,13 @@ from gateway.gridcheck.grid import load_model
 from gateway.gridcheck.powerflow import GridRegime, PowerFlowCheck, UnsafeOrder
 from gateway.model import Market, isp_count, isp_start, period_bounds
 from gateway.outbox import Outbox, outbox_row
+from gateway.store.models import TemporaryLimitRecord
 from gateway.store.writer import Unit, Writer
 from gateway.tasks import spawn
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from gateway.config import GridServiceSettings, Settings
     from gateway.routing import Directory, Participant
 
@@ -215,6 +223,55 @@ class GridService:
         self._models_task: asyncio.Task[None] | None = None
 
     # -- life cycle -----------------------------------------------------------------------
+
+    async def load(self, engine: AsyncEngine) -> None:
+        """Put the temporary limits on record back in force (at start-up, after the ledger).
+
+        Every limit not cleared whose end is still ahead is set in the check under its own
+        id; those set through the operator API are listed and can be cleared again. A limit
+        of a zone no longer configured cannot bind anything: it is logged and left out."""
+        now = self._clock()
+        record = TemporaryLimitRecord
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(record)
+                    .where(record.cleared_at.is_(None), record.ends_at > now)
+                    .order_by(record.set_at, record.id)
+                )
+            ).all()
+        restored = 0
+        for row in rows:
+            try:
+                self.check.set_temporary_limit(
+                    row.zone,
+                    row.interface_limit_w,
+                    start=row.starts_at,
+                    end=row.ends_at,
+                    reason=row.reason,
+                    limit_id=row.id,
+                )
+            except ValueError as e:
+                log.error(
+                    "gridcheck: temporary limit %s (set by %s) is on record but not restored: %s",
+                    row.id,
+                    row.set_by,
+                    e,
+                )
+                continue
+            restored += 1
+            if row.source == "api":
+                self.api_limits[row.id] = ApiLimit(
+                    row.id,
+                    row.zone,
+                    row.interface_limit_w,
+                    row.starts_at,
+                    row.ends_at,
+                    row.reason,
+                    row.set_by,
+                )
+        if restored:
+            log.info("gridcheck: %d temporary limit(s) on record back in force", restored)
 
     async def start(self, publisher: RetainedPublisher | None) -> None:
         """Expire past periods, listen to the check and start publishing the lights."""
@@ -579,6 +636,14 @@ class GridService:
         limit = ApiLimit(limit_id, zone, float(interface_limit_w), start, end, reason, set_by)
         self.api_limits[limit_id] = limit
         return limit
+
+    def limit_row(self, limit: ApiLimit, *, set_at: datetime) -> dict[str, Any]:
+        """The `temporary_limits` row that puts a limit set through the API on record (to
+        commit with its audit entry: the limit is not in force unless it is on record)."""
+        held = self.check.temporary_limit(limit.id)
+        if held is None:
+            raise GridgateError(f"temporary limit {limit.id} is not in force")
+        return held.row(source="api", set_by=limit.set_by, set_at=set_at)
 
     def clear_limit(self, limit_id: str) -> ApiLimit | None:
         limit = self.api_limits.pop(limit_id, None)

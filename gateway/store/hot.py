@@ -79,8 +79,9 @@ class HotStatements:
 
     def update_by_id(
         self, table: Table, names: Sequence[str]
-    ) -> tuple[str, Callable[[int, dict[str, Any]], tuple[Any, ...]]]:
-        """Return `UPDATE table SET names... WHERE id = ?` and its parameter builder."""
+    ) -> tuple[str, Callable[[int | str, dict[str, Any]], tuple[Any, ...]]]:
+        """Return `UPDATE table SET names... WHERE id = ?` and its parameter builder; the id
+        is bound as given (an integer key like the outbox's, a text key like a limit's)."""
         converters = [self.converter(table.columns[n].type) for n in names]
         if self.postgres:
             sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, 1))
@@ -90,7 +91,7 @@ class HotStatements:
             where = "id = ?"
         sql = f"UPDATE {table.name} SET {sets} WHERE {where}"  # noqa: S608 - as in insert()
 
-        def params(row_id: int, values: dict[str, Any]) -> tuple[Any, ...]:
+        def params(row_id: int | str, values: dict[str, Any]) -> tuple[Any, ...]:
             return (
                 *(convert(values[n]) for n, convert in zip(names, converters, strict=True)),
                 row_id,

@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Date,
     DateTime,
+    Double,
     Index,
     Integer,
     LargeBinary,
@@ -151,3 +152,30 @@ class LedgerEntry(Base):
     power: Mapped[int] = mapped_column(BigInteger)
     order_message_id: Mapped[str] = mapped_column(String(64))
     origin: Mapped[str] = mapped_column(String(255))
+
+
+class TemporaryLimitRecord(Base):
+    """Temporary TSO-DSO interface limits a DSO set (owner: gateway.gridcheck).
+
+    One row per limit, written in the transaction of the audit entry that records it (the
+    operator API's `gridcheck.temporary_limit.set`, a Capacity_MarketDocument's
+    `document.accepted`) and cleared the same way; the limits not cleared that have not
+    ended are put back in force at start-up under their own ids. A limit from a capacity
+    document names it by its sender (`set_by`), mRID and revision.
+    """
+
+    __tablename__ = "temporary_limits"
+    __table_args__ = (Index("ix_temporary_limits_ends_at", "ends_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(255))
+    interface_limit_w: Mapped[float] = mapped_column(Double)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # "api" | "cim"
+    set_by: Mapped[str] = mapped_column(String(255))  # participant id
+    document_mrid: Mapped[str | None] = mapped_column(String(255), default=None)
+    document_revision: Mapped[int | None] = mapped_column(Integer, default=None)
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)

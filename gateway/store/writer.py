@@ -1,4 +1,5 @@
-"""The one writer: audit entries, message records, outbox and ledger rows commit together.
+"""The one writer: audit entries, message records, outbox, ledger and temporary-limit rows
+commit together.
 
 Every change that must be audited goes through `Writer.submit()`. Units submitted close
 together are committed in one transaction (group commit), so the cost of a durable commit is
@@ -48,6 +49,10 @@ class Unit:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     # (outbox id, new values) for delivery outcomes
     outbox_updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # temporary interface limits put on record (gateway.gridcheck), and (limit id, when) of
+    # those cleared: in force only once the audit entry that records them is
+    temporary_limits: list[dict[str, Any]] = field(default_factory=list)
+    cleared_limits: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -59,6 +64,8 @@ class _Batch:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[tuple[Any, ...]] = field(default_factory=list)
     updates: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    limits: list[tuple[Any, ...]] = field(default_factory=list)
+    cleared_limits: list[tuple[Any, ...]] = field(default_factory=list)
     heads: list[tuple[int | None, str]] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
     seq: int = 0
@@ -104,6 +111,10 @@ class Writer:
         self._ledger_sql, self._ledger_params = sql.insert(tables["ledger"], skip=["id"])
         self._outbox_sql, self._outbox_params = sql.insert(tables["outbox"], skip=["id"])
         self._outbox_sql_with_id, self._outbox_params_with_id = sql.insert(tables["outbox"])
+        self._limit_sql, self._limit_params = sql.insert(tables["temporary_limits"])
+        self._clear_limit_sql, self._clear_limit_params = sql.update_by_id(
+            tables["temporary_limits"], ["cleared_at"]
+        )
         self.head_seq = 0
         self.head_hash = GENESIS
 
@@ -199,6 +210,12 @@ class Writer:
             batch.ledger.extend(self._ledger_params(r) for r in unit.ledger)
             for outbox_id, values in unit.outbox_updates:
                 batch.updates.setdefault(tuple(sorted(values)), []).append((outbox_id, values))
+            if unit.temporary_limits or unit.cleared_limits:
+                batch.limits.extend(self._limit_params(r) for r in unit.temporary_limits)
+                batch.cleared_limits.extend(
+                    self._clear_limit_params(limit_id, {"cleared_at": at})
+                    for limit_id, at in unit.cleared_limits
+                )
             batch.heads.append((first, prev))
         batch.seq, batch.prev = seq, prev
         return batch
@@ -208,6 +225,11 @@ class Writer:
         out: list[tuple[str, list[tuple[Any, ...]]]] = []
         if batch.messages:
             out.append((self._message_sql, batch.messages))
+        # the limits before the audit entries that record them (one transaction either way)
+        if batch.limits:
+            out.append((self._limit_sql, batch.limits))
+        if batch.cleared_limits:
+            out.append((self._clear_limit_sql, batch.cleared_limits))
         if batch.audit:
             out.append((self._audit_sql, batch.audit))
             out.append((sql_head_update(self._sql), [(batch.seq, batch.prev)]))

@@ -266,11 +266,12 @@ async def open_world(
         f"mqtt://{MOSQUITTO_HOST}:{MOSQUITTO_PORT}", prefix, "agr", client_id=f"cc-{run}"
     )
     await centre.start()
+    opened = World(gateway, url, iso_tls, iso, agr, centre, ldc_tls, dso)
     try:
-        yield World(gateway, url, iso_tls, iso, agr, centre, ldc_tls, dso)
+        yield opened
     finally:
         await centre.stop()
-        await gateway.stop()
+        await opened.gateway.stop()  # the one running (a test may have restarted it)
         await agr.stop()
         await dso.stop()
         await iso_runner.cleanup()

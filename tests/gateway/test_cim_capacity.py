@@ -3,7 +3,8 @@ databases: the LDC posts the capacity of its zone's interface over HTTPS with it
 certificate; gridgate acknowledges it (A01), audits it, and the power-flow check (CIGRE MV)
 now refuses an order in that ISP that it accepted before, naming the interface and the
 document. An aggregator, another DSO, an unknown area, and a gridgate without the power-flow
-check are refused (A02 with A78, A78, A23, A94), and nothing is applied or stored."""
+check are refused (A02 with A78, A78, A23, A94), and nothing is applied or stored. The limit is
+on record: a restarted gridgate applies it again, and a later revision replaces it."""
 
 # ruff: noqa: E501 - the document template keeps one element per line, as ESMP writes it
 
@@ -24,9 +25,11 @@ from sqlalchemy import select
 
 from adapters.cim.documents import AcknowledgementDocument
 from adapters.cim.parse import parse
+from gateway.app import Gateway
+from gateway.gridcheck.powerflow import PowerFlowCheck
 from gateway.model import FlexOrder, FlexOrderResponse, Result
 from gateway.store.db import sessionmaker
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, TemporaryLimitRecord
 from tests.gateway.test_cim_activation import (
     AREA,
     GRIDGATE_EIC,
@@ -224,6 +227,74 @@ async def test_the_ldc_limits_its_interface_and_the_check_applies_it(
     refused = await post_as_ldc(world, stale)
     assert codes(refused) == ["A02", "A51"]
     assert would_accept(world, start, 2_000_000)
+
+
+async def restart(world: World) -> None:
+    """Stop gridgate and start a new one on the same config and database."""
+    settings = world.gateway.settings
+    await world.gateway.stop()
+    gateway = Gateway(settings)
+    await gateway.start()
+    world.gateway = gateway
+    world.url = f"https://127.0.0.1:{gateway.port}"
+    for peer in (world.agr, world.dso):
+        peer.gateway_url = f"{world.url}/shapeshifter/api/v3/message"
+
+
+async def limit_rows(world: World) -> dict[str, Any]:
+    """The `temporary_limits` table by limit id."""
+    async with world.gateway.engine.connect() as conn:
+        return {row.id: row for row in await conn.execute(select(TemporaryLimitRecord))}
+
+
+async def test_a_documents_limit_binds_again_after_a_restart_and_its_next_revision_replaces_it(
+    grid_world: World,
+) -> None:
+    world = grid_world
+    first_isp = next_quarter() + QUARTER
+    second_isp = first_isp + QUARTER
+    assert would_accept(world, first_isp, 2_000_000)
+    assert would_accept(world, second_isp, 2_000_000)
+    mrid, body = capacity_document(first_isp, [CAPACITY_MW])
+    assert codes(await post_as_ldc(world, body)) == ["A01"]
+    assert not would_accept(world, first_isp, 2_000_000)
+    ((first,),) = [e["temporary_limits"] for e in await audit(world, "document.accepted")]
+    row = (await limit_rows(world))[first["id"]]
+    assert (row.source, row.set_by, row.document_mrid, row.document_revision) == (
+        "cim",
+        "ldc",
+        mrid,
+        1,
+    )
+    assert (row.zone, row.interface_limit_w, row.cleared_at) == ("mv", 22e6, None)
+    assert (row.starts_at, row.ends_at) == (first_isp, second_isp)
+
+    await restart(world)
+    assert not would_accept(world, first_isp, 2_000_000)  # in force again, under its id
+    assert would_accept(world, second_isp, 2_000_000)
+    check = world.gateway.grid_check
+    assert isinstance(check, PowerFlowCheck) and check.temporary_limit(first["id"]) is not None
+
+    # revision 2 limits the ISP after instead: it replaces revision 1, set before the restart
+    _, revised = capacity_document(second_isp, [CAPACITY_MW], mrid=mrid, revision=2)
+    assert codes(await post_as_ldc(world, revised)) == ["A01"]
+    assert would_accept(world, first_isp, 2_000_000)  # revision 1's limit no longer applies
+    assert not would_accept(world, second_isp, 2_000_000)  # revision 2's does
+    entry = (await audit(world, "document.accepted"))[-1]
+    assert entry["replaces"] == [first["id"]]
+    (second,) = entry["temporary_limits"]
+    rows = await limit_rows(world)
+    assert rows[first["id"]].cleared_at is not None
+    assert (rows[second["id"]].document_revision, rows[second["id"]].cleared_at) == (2, None)
+
+    # and after another restart only revision 2's limit is back
+    await restart(world)
+    check = world.gateway.grid_check
+    assert isinstance(check, PowerFlowCheck)
+    assert check.temporary_limit(first["id"]) is None
+    assert check.temporary_limit(second["id"]) is not None
+    assert would_accept(world, first_isp, 2_000_000)
+    assert not would_accept(world, second_isp, 2_000_000)
 
 
 async def test_who_may_not_limit_the_interface_is_refused_and_nothing_is_applied(

@@ -3,8 +3,9 @@
 A real gridgate on pandapower's CIGRE MV grid at 60 % load (zone "mv", the DSO's), with the
 real Mosquitto, both databases, and HTTPS with TLS client certificates made by trustme: the
 traffic lights arrive retained on MQTT and turn when an accepted UFTP order eats the
-headroom; the DSO sets a temporary limit the check then enforces; a new forecast that
-makes an accepted order unsafe is audited and reported to the DSO's control centre.
+headroom; the DSO sets a temporary limit the check then enforces, on record with its audit
+entry so that a restarted gridgate enforces it again; a new forecast that makes an accepted
+order unsafe is audited and reported to the DSO's control centre.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from sqlalchemy import select
 from adapters.uftp.peer import UftpPeer
 from gateway.app import Gateway
 from gateway.config import settings_from_dict
+from gateway.gridcheck.base import Decision
 from gateway.gridcheck.powerflow import PowerFlowCheck
 from gateway.gridcheck.service import GridService, traffic_light_topic
 from gateway.model import DPrognosis, Envelope, FlexOrder, PowerIsp, Role
 from gateway.operator_api import ApiRule
 from gateway.store.db import sessionmaker
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, TemporaryLimitRecord
 from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
 from tests.conftest import require
 from tests.gateway.conftest import public_b64, secret_b64
@@ -183,10 +185,11 @@ async def grid(tmp_path: Path, database_url: str) -> AsyncIterator[GridWorld]:
         await peer._session.close()
         peer._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=peer_tls))
         peer.gateway_url = f"{url}/shapeshifter/api/v3/message"
+    world = GridWorld(gateway, gateway.grid_service, url, ca, tls, prefixes, dso, agr)
     try:
-        yield GridWorld(gateway, gateway.grid_service, url, ca, tls, prefixes, dso, agr)
+        yield world
     finally:
-        await gateway.stop()
+        await world.gateway.stop()  # the one running (a test may have restarted it)
         await dso.stop()
         await agr.stop()
         await clear_retained(prefixes.values())
@@ -504,6 +507,182 @@ async def test_a_dsos_temporary_limit_makes_the_check_refuse_what_it_accepted_an
     assert listed["temporary_limits"] == []
     status, answer = await call(grid, "DELETE", f"/grid/v1/temporary-limits/{limit['id']}", "dso")
     assert (status, answer["rule"]) == (404, ApiRule.UNKNOWN_LIMIT.value)
+
+
+# -- temporary limits on record -----------------------------------------------------------
+
+
+async def restart(world: GridWorld) -> None:
+    """Stop gridgate and start a new one on the same config and database: what the new one
+    knows of temporary limits, it read back from the database."""
+    settings = world.gateway.settings
+    await world.gateway.stop()
+    gateway = Gateway(settings)
+    await gateway.start()
+    assert gateway.grid_service is not None
+    world.gateway, world.service = gateway, gateway.grid_service
+    world.url = f"https://127.0.0.1:{gateway.port}"
+    for peer in (world.dso, world.agr):
+        peer.gateway_url = f"{world.url}/shapeshifter/api/v3/message"
+
+
+def decide(world: GridWorld, watts: int = 1_000_000) -> Decision:
+    """The check's decision on the DSO's order of `watts` more consumption at Bus 13 in the
+    current ISP; nothing is kept."""
+    period, isp = now_isp(world)
+    decision = world.check.check(dso_order(period, isp, watts, CP13), origin="dso")
+    if decision.reservation is not None:
+        world.check.release(decision.reservation)
+    return decision
+
+
+def limit_request(start: datetime, end: datetime) -> dict[str, Any]:
+    return {
+        "zone": "mv",
+        "interface_limit_w": 1_000_000,  # far below what the zone draws: no more import
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "reason": "TSO request: N-1 on the 110 kV ring",
+    }
+
+
+async def limit_rows(world: GridWorld) -> dict[str, Any]:
+    """The `temporary_limits` table by limit id."""
+    async with world.gateway.engine.connect() as conn:
+        return {row.id: row for row in await conn.execute(select(TemporaryLimitRecord))}
+
+
+@contextlib.asynccontextmanager
+async def audit_refused(world: GridWorld) -> AsyncIterator[None]:
+    """Meanwhile the database refuses every new audit entry (a trigger): a commit that
+    carries one fails as a whole."""
+    engine = world.gateway.engine
+    postgres = engine.dialect.name == "postgresql"
+    async with engine.begin() as conn:
+        if postgres:
+            await conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'the audit log refuses'; END $$"
+            )
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+            )
+        else:
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log refuses'); END"
+            )
+    try:
+        yield
+    finally:
+        async with engine.begin() as conn:
+            if postgres:
+                await conn.exec_driver_sql("DROP TRIGGER refuse_audit ON audit_log")
+                await conn.exec_driver_sql("DROP FUNCTION refuse_audit()")
+            else:
+                await conn.exec_driver_sql("DROP TRIGGER refuse_audit")
+
+
+async def test_a_temporary_limit_set_through_the_api_binds_again_after_a_restart(
+    grid: GridWorld,
+) -> None:
+    assert decide(grid).accepted
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    request = limit_request(start, start + timedelta(hours=2))
+    status, limit = await call(grid, "POST", "/grid/v1/temporary-limits", "dso", body=request)
+    assert status == 201
+    assert not decide(grid).accepted
+    row = (await limit_rows(grid))[limit["id"]]
+    assert (row.zone, row.interface_limit_w, row.reason) == ("mv", 1e6, request["reason"])
+    assert (row.source, row.set_by, row.document_mrid, row.cleared_at) == ("api", "dso", None, None)
+    assert row.starts_at == start and row.ends_at == start + timedelta(hours=2)
+
+    await restart(grid)
+    refused = decide(grid)
+    assert not refused.accepted
+    assert refused.binding is not None and refused.binding.element_type == "interface"
+    assert "temporary limit 1 MW (TSO request: N-1 on the 110 kV ring)" in refused.reason
+    # listed under its id, as it was set
+    status, listed = await call(grid, "GET", "/grid/v1/temporary-limits", "iso")
+    assert status == 200 and listed["temporary_limits"] == [limit]
+    status, answer = await call(grid, "DELETE", f"/grid/v1/temporary-limits/{limit['id']}", "dso")
+    assert (status, answer) == (200, {"cleared": limit["id"]})
+    assert decide(grid).accepted
+    cleared_at = (await limit_rows(grid))[limit["id"]].cleared_at
+    assert cleared_at is not None
+    _, detail = await audited(grid, "gridcheck.temporary_limit.cleared")
+    assert detail["id"] == limit["id"]
+
+    # cleared stays cleared
+    await restart(grid)
+    assert decide(grid).accepted
+    assert grid.check.temporary_limit(limit["id"]) is None
+    status, listed = await call(grid, "GET", "/grid/v1/temporary-limits", "dso")
+    assert status == 200 and listed["temporary_limits"] == []
+    status, answer = await call(grid, "DELETE", f"/grid/v1/temporary-limits/{limit['id']}", "dso")
+    assert (status, answer["rule"]) == (404, ApiRule.UNKNOWN_LIMIT.value)
+    assert (await limit_rows(grid))[limit["id"]].cleared_at == cleared_at
+
+
+async def test_a_temporary_limit_that_has_ended_is_not_put_back_in_force(
+    grid: GridWorld,
+) -> None:
+    now = datetime.now(UTC)
+    ending = now + timedelta(seconds=2)
+    status, short = await call(
+        grid, "POST", "/grid/v1/temporary-limits", "dso", body=limit_request(now, ending)
+    )
+    assert status == 201
+    status, long = await call(
+        grid,
+        "POST",
+        "/grid/v1/temporary-limits",
+        "dso",
+        body=limit_request(now, now + timedelta(hours=1)),
+    )
+    assert status == 201
+    await asyncio.sleep((ending - datetime.now(UTC)).total_seconds() + 0.1)
+
+    await restart(grid)
+    assert grid.check.temporary_limit(short["id"]) is None
+    assert grid.check.temporary_limit(long["id"]) is not None
+    assert set(grid.service.api_limits) == {long["id"]}
+    rows = await limit_rows(grid)
+    assert rows[short["id"]].cleared_at is None  # on record still: it ended, nobody cleared it
+    status, answer = await call(grid, "DELETE", f"/grid/v1/temporary-limits/{short['id']}", "dso")
+    assert (status, answer["rule"]) == (404, ApiRule.UNKNOWN_LIMIT.value)
+
+
+async def test_a_temporary_limit_change_whose_audit_entry_is_refused_does_not_happen(
+    grid: GridWorld,
+) -> None:
+    """Not in force unless it is on record: when the database refuses the audit entry, the
+    limit's row goes with it (one transaction), the check does not apply it and the DSO
+    hears 503; a clearing that cannot be recorded leaves the limit in force and on record."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    request = limit_request(start, start + timedelta(hours=2))
+    async with audit_refused(grid):
+        status, answer = await call(grid, "POST", "/grid/v1/temporary-limits", "dso", body=request)
+    assert (status, answer["rule"]) == (503, ApiRule.STORE.value)
+    assert decide(grid).accepted
+    assert await limit_rows(grid) == {}
+    assert grid.service.api_limits == {}
+    assert await audit_entries(grid, "gridcheck.temporary_limit.set") == []
+
+    status, limit = await call(grid, "POST", "/grid/v1/temporary-limits", "dso", body=request)
+    assert status == 201
+    path = f"/grid/v1/temporary-limits/{limit['id']}"
+    async with audit_refused(grid):
+        status, answer = await call(grid, "DELETE", path, "dso")
+    assert (status, answer["rule"]) == (503, ApiRule.STORE.value)
+    assert not decide(grid).accepted
+    assert (await limit_rows(grid))[limit["id"]].cleared_at is None
+    assert await audit_entries(grid, "gridcheck.temporary_limit.cleared") == []
+    # the DSO's retry goes through
+    status, _ = await call(grid, "DELETE", path, "dso")
+    assert status == 200 and decide(grid).accepted
+    assert (await limit_rows(grid))[limit["id"]].cleared_at is not None
 
 
 # -- re-validation ------------------------------------------------------------------------
