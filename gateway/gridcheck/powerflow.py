@@ -1063,7 +1063,8 @@ class PowerFlowCheck:
             return self._reject(ctx, isp, what + largest, binding)
         found = search.run()
         alpha = found.lo
-        if alpha > 0.0 and found.lo_flow is not None:
+        # a curtailment carries something: below ALPHA_TOL (the bracket's width) it is refused
+        if alpha >= ALPHA_TOL and found.lo_flow is not None and self._reserved(ctx, alpha):
             lo_sol, lo_m = found.lo_flow
             decision = self._accept(ctx, lo_sol, lo_m, found.lo_excess, alpha)
             # name the element that binds just above α, at its value at α
@@ -1098,7 +1099,13 @@ class PowerFlowCheck:
                 model_version=decision.model_version,
                 base_state_time=decision.base_state_time,
             )
-        return self._reject(ctx, isp, what + "; no fraction of it is safe", binding)
+        # the search ends within about ALPHA_TOL of the largest safe fraction (if any)
+        return self._reject(
+            ctx,
+            isp,
+            what + f"; less than about {ALPHA_TOL:.1%} of it is safe, too little to carry out",
+            binding,
+        )
 
     def _reject(self, ctx: _Context, isp: int, what: str, binding: Binding | None) -> Decision:
         req = ctx.request

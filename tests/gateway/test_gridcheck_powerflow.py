@@ -297,6 +297,11 @@ def test_a_limit_broken_before_blocks_only_orders_that_make_it_worse(cigre: Grid
     worse = check.check(order(6, {10: 300_000}, message_id="w"), origin="dso-1")
     assert worse.outcome is Outcome.REJECTED
     assert worse.binding is not None and worse.binding.metric == "v_min"
+    assert "; no fraction of it is safe" in worse.reason  # any more load makes it worse
+    # curtailing cannot help either: no curtailment to (nearly) nothing, AC names a bound
+    cut = check.check(order(6, {10: 300_000}, message_id="w2"), origin="dso-1", allow_curtail=True)
+    assert cut.outcome is Outcome.REJECTED and cut.reservation is None
+    assert "less than about 0.5% of it is safe, too little to carry out" in cut.reason
 
 
 def test_a_new_model_is_swapped_in_whole_and_an_unfit_one_refused(cigre: GridModel) -> None:
