@@ -9,15 +9,17 @@ in every ISP it covers, by a Newton-Raphson power flow (notes/gridcheck.md §3):
 - accepted when no line, transformer, node voltage or the TSO-DSO interface goes past its
   limit less the zone's safety margin; a limit the base state and the ledger break already
   blocks the candidate only if it makes that same metric worse;
-- otherwise the largest safe fraction α of the order: bisected on a model in which the branch
-  P and Q are linear in α (|S| rebuilt, never |I| linearised; voltages likewise), then
-  confirmed and tightened in AC until AC brackets it within 0.5 % of the order's power;
+- otherwise, when the order may be curtailed, the largest safe fraction α of it: sized on a
+  model in which the branch P and Q are linear in α (|S| rebuilt, never |I| linearised),
+  confirmed and tightened in AC until AC brackets it within 0.5 % of the order's power; when
+  it may not, rejected, naming a linear estimate of α (`_FractionSearch`);
 - fail safe: a stale model or forecast, or a base state whose power flow does not converge,
   falls back to the zone's pre-agreed `default_limit_w` per congestion point (the capacity
   check), or rejects; an unknown zone rejects. Nothing is ever accepted unchecked.
 
-The check keeps the last AC state of each (zone, period, ISP): an accepted candidate's flow is
-the next check's starting state, so a single-ISP check costs one power flow.
+The check keeps the last AC state of each (zone, period, ISP), and the base alone apart: an
+accepted candidate's flow is the next check's starting state, so a single-ISP check costs one
+power flow once its ISP's state is known.
 """
 
 from __future__ import annotations
@@ -642,6 +644,10 @@ class PowerFlowCheck:
         for key in [k for k in self._prognoses if k[1] < before]:
             del self._prognoses[key]
             self._portfolios.pop(key, None)
+        for grid in self._grids.values():  # the AC states of past periods
+            for states in (grid.states, grid.bases):
+                for past in [k for k in states if k[0] < before]:
+                    del states[past]
         return len(old)
 
     # -- the check ----------------------------------------------------------------------
@@ -650,8 +656,8 @@ class PowerFlowCheck:
         """Decide on base + every accepted activation + this order, in AC; reserve if safe.
 
         Without `allow_curtail` an order that only fits in part is rejected and the reason
-        gives the largest safe fraction (a signed UFTP order cannot be changed); with it
-        the decision is CURTAILED and reserves that fraction of the power.
+        estimates how much would fit (a signed UFTP order cannot be changed); with it the
+        decision is CURTAILED and reserves the largest safe fraction of the power.
         """
         cp = order.congestion_point
         site = self._cps.get(cp)
@@ -715,12 +721,8 @@ class PowerFlowCheck:
                 return self._fallback(request, stale, model.version, base_time)
         sol, m = flows
         g = self._excess(grid, states, m, sol.converged)
-        if (g > 0).any() and not all(s.solved for s in states):
-            # past a limit: was it broken before this order, and by how much (cap)?
-            self._solve_states(grid, order.period, isps, states)
-            g = self._excess(grid, states, m, sol.converged)
         for isp, state in zip(isps, states, strict=True):
-            if state.solved and not state.converged:
+            if not state.converged:
                 return self._fallback(
                     request,
                     f"the power flow of zone {limits.id!r} in ISP {isp} (base state and "
@@ -770,14 +772,9 @@ class PowerFlowCheck:
         now: datetime,
         candidate: tuple[Array, Array] | None = None,
     ) -> tuple[list[_State], tuple[Solution, Array] | None]:
-        """The state of base + ledger in each ISP and, given (amounts, vec), the AC flows with
-        a candidate added.
-
-        Without a candidate every state is solved. With one, a state that is not cached is
-        left unsolved: when the candidate's flows are within the limits everywhere, the flow
-        without it does not matter (it only raises `cap` where a limit is broken already), so
-        a check on a new state costs one power flow; `_solve_states` solves it when it does.
-        """
+        """The AC state of base + ledger in each ISP (cached, the base alone when the ISP
+        holds no order, else solved) and, given (amounts, vec), the AC flows with a
+        candidate added."""
         cache = grid.states
         states: list[_State] = []
         for isp in isps:
@@ -802,8 +799,10 @@ class PowerFlowCheck:
                     solved=False,
                 )
             states.append(state)
+        # a state is solved even when the candidate's flow is safe: a base that does not
+        # converge is a fail-safe case whatever the candidate does
+        self._solve_states(grid, period, isps, states)
         if candidate is None:
-            self._solve_states(grid, period, isps, states)
             return states, None
         amounts, vec = candidate
         return states, self._solve(grid, states, amounts, vec)
@@ -1035,7 +1034,7 @@ class PowerFlowCheck:
         }
 
     def _curtail(self, ctx: _Context, sol: Solution, m: Array, g: Array, allow: bool) -> Decision:
-        """Find the largest safe fraction; curtail to it, or reject naming it."""
+        """Curtail to the largest safe fraction, or reject naming an estimate of it."""
         grid, req = ctx.grid, ctx.request
         k, j = divmod(int(np.argmax(g)), g.shape[1])
         isp = ctx.isps[k]
@@ -1054,9 +1053,9 @@ class PowerFlowCheck:
                 largest = ""
             elif estimate >= 0.0005:  # what prints as more than 0.000
                 largest = (
-                    f"; the largest safe fraction is about {estimate:.3f} "
-                    f"({self._power_text(ctx, estimate)}), estimated along the order, not "
-                    "checked in AC"
+                    f"; roughly {estimate:.3f} of it might fit "
+                    f"({self._power_text(ctx, estimate)}): a linear estimate along the order, "
+                    "not checked in AC"
                 )
             else:
                 largest = "; no fraction of it is safe"
@@ -1406,14 +1405,15 @@ class _FractionSearch:
 
     - `estimate`: every metric linear in α between those two (the chord), and the least α at
       which one reaches what it may. Branch loading and |interface P| are convex in α (|S| of
-      a P and Q that are linear in α), so the chord is below them and the estimate errs on the
-      small side. No power flow: a rejection that cannot be curtailed names this estimate.
+      a P and Q that are linear in α): the chord lies above them and reaches their limit
+      first, so for them the estimate errs small; a voltage may bend either way, so where a
+      voltage binds it can err large. No power flow: a rejection that cannot be curtailed
+      names this estimate, as one.
     - `run`: AC at the estimate, then rounds of: a model through the three AC flows nearest
       the bracket [lo safe, hi unsafe] (branch loading² and interface P² quadratic in α, i.e.
       |S| rebuilt from P and Q linear in α, never |I| linearised; voltages quadratic), its
       first crossing in the bracket solved in closed form, and AC at that crossing less
-      ALPHA_BACKOFF. The search ends when that flow is safe, when lo is already that close to
-      the crossing, or when the bracket is ALPHA_TOL wide.
+      ALPHA_BACKOFF and ALPHA_TOL above that, until AC brackets α within ALPHA_TOL.
       A flow that does not converge leaves no model: AC on an even grid in the bracket.
       α = lo is AC-confirmed safe in every ISP.
     """
@@ -1475,14 +1475,10 @@ class _FractionSearch:
                 step = (self.hi - self.lo) / 8
                 self._solve([self.lo + step * k for k in range(1, 8)])
                 continue
-            probe = guess - ALPHA_BACKOFF
-            if probe <= self.lo:
-                break  # lo, AC-safe, is within the back-off of the model's crossing
-            if probe >= self.hi:  # the model is off: halve the bracket
-                probe = (self.lo + self.hi) / 2
-            self._solve([probe])
-            if self.lo == probe == guess - ALPHA_BACKOFF:
-                break  # AC confirms the model's crossing less the back-off
+            # AC just below the model's crossing and ALPHA_TOL above that: when the model
+            # is right, the bracket closes in this round
+            low = max(guess - ALPHA_BACKOFF, self.lo)
+            self._solve([low, low + ALPHA_TOL * 0.999])
         return self
 
     def _solve(self, alphas: Sequence[float]) -> None:

@@ -27,6 +27,7 @@ from gateway.errors import ConfigError
 from gateway.gridcheck import CapacityLimitCheck, Conflict, Outcome
 from gateway.gridcheck.grid import AcSolver, GridModel, Solution, from_pandapower
 from gateway.gridcheck.powerflow import (
+    ALPHA_TOL,
     METHOD_AC,
     METHOD_DEFAULT_LIMIT,
     METHOD_FAIL_SAFE,
@@ -220,12 +221,30 @@ def test_a_curtailment_is_ac_safe_and_within_2_percent_of_the_ac_optimum(cigre: 
     assert again.reservations == () and check.accepted_power(cp(5), PERIOD, 10) == held
 
 
+@pytest.mark.parametrize(("bus", "power"), [(1, -117_900_000), (5, 3_000_000), (11, 8_000_000)])
+def test_the_curtailed_fraction_is_within_alpha_tol_of_the_ac_optimum(
+    cigre: GridModel, bus: int, power: int
+) -> None:
+    """However far the model through the first AC flows is off (a big order far past a
+    transformer's rating), the search ends only when AC brackets α within ALPHA_TOL."""
+    decision = make_check(cigre).check(order(bus, {10: power}), origin="dso-1", allow_curtail=True)
+    assert decision.outcome is Outcome.CURTAILED and decision.fraction is not None
+    zone = ZoneLimits("mv", "dso-1", v_min=0.90)
+    assert ac_safe(cigre, bus, math.trunc(power * decision.fraction), zone)
+    lo, hi = 0.0, 1.0
+    while hi - lo > 1e-5:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ac_safe(cigre, bus, math.trunc(power * mid), zone) else (lo, mid)
+    assert lo - ALPHA_TOL <= decision.fraction <= lo + 1e-9
+
+
 def test_without_curtailment_a_partial_fit_is_rejected_naming_the_largest_fraction(
     cigre: GridModel,
 ) -> None:
-    """A signed UFTP order cannot be changed: the sender learns about how much would fit,
-    estimated along the order without more power flows (loading is convex in the order's
-    power, so the estimate errs low), close to what a curtailment finds in AC."""
+    """A signed UFTP order cannot be changed: the sender learns roughly how much would fit,
+    estimated along the order without more power flows (a line binds here: loading is
+    convex in the order's power, so the estimate errs low), close to what a curtailment
+    finds in AC."""
     curtailed = make_check(cigre).check(
         order(5, {10: 3_000_000}), origin="dso-1", allow_curtail=True
     )
@@ -233,7 +252,7 @@ def test_without_curtailment_a_partial_fit_is_rejected_naming_the_largest_fracti
     check = make_check(cigre)
     decision = check.check(order(5, {10: 3_000_000}), origin="dso-1")
     assert decision.outcome is Outcome.REJECTED and decision.fraction is None
-    pattern = r"the largest safe fraction is about (0\.\d{3}) \(ISP 10: (\d+) W\)"
+    pattern = r"roughly (0\.\d{3}) of it might fit \(ISP 10: (\d+) W\)"
     found = re.search(pattern, decision.reason)
     assert found is not None, decision.reason
     estimate = float(found[1])
@@ -258,26 +277,26 @@ def count_flows(check: PowerFlowCheck) -> list[int]:
     return calls
 
 
-def test_a_check_costs_one_flow_per_isp_unless_a_limit_binds(cigre: GridModel) -> None:
-    """Within the limits, the flow with the order is all a check needs, even on a state no
-    check has solved yet; the state without the order is solved only when a limit binds."""
+def test_a_check_costs_one_flow_per_isp_once_the_isps_state_is_known(cigre: GridModel) -> None:
+    """A state no check has solved yet is solved first (a base that does not converge is a
+    fail-safe case); after that the flow with the order is all a check needs."""
     check = make_check(cigre)
     flows = count_flows(check)
     assert check.check(order(13, {10: 500_000, 11: 500_000}), origin="dso-1").accepted
-    assert flows == [2]  # ISPs 10 and 11, each base state left unsolved
+    assert flows == [2, 2]  # ISPs 10 and 11: base + ledger, then with the order
     assert check.check(order(13, {10: 500_000}, message_id="m2"), origin="dso-1").accepted
-    assert flows == [2, 1]  # the accepted flow is the next check's state
+    assert flows == [2, 2, 1]  # the accepted flow is the next check's state
     flows.clear()
     rejected = check.check(order(5, {12: 4_000_000}, message_id="m3"), origin="dso-1")
     assert rejected.outcome is Outcome.REJECTED
-    assert flows == [1, 1]  # with the order, then without it (was the limit broken before?)
+    assert flows == [1, 1]  # the state of ISP 12, then with the order: no more for a reject
     flows.clear()
     curtailed = check.check(
         order(5, {12: 4_000_000}, message_id="m4"), origin="dso-1", allow_curtail=True
     )
     assert curtailed.outcome is Outcome.CURTAILED
-    # with the order, then AC at the chord's estimate and at the model's crossing
-    assert flows[0] == 1 and 2 <= len(flows) <= 4 and sum(flows) <= 4, flows
+    # with the order, AC at the chord's estimate, then around the model's crossing
+    assert flows[0] == 1 and 2 <= len(flows) <= 4 and sum(flows) <= 6, flows
 
 
 def test_a_flow_that_collapses_with_the_order_is_rejected(cigre: GridModel) -> None:
@@ -367,6 +386,20 @@ def test_a_base_state_that_does_not_converge_falls_back_or_rejects(cigre: GridMo
         assert decision.outcome is expected
         assert "does not converge" in decision.reason
         assert decision.method in (METHOD_FAIL_SAFE, METHOD_DEFAULT_LIMIT)
+
+
+def test_a_base_that_does_not_converge_fails_safe_even_for_an_order_that_would_fix_it(
+    cigre: GridModel,
+) -> None:
+    """The order's own flow converges and is within the limits, but the base it is added to
+    does not converge: the inputs are suspect, so the check does not decide on AC."""
+    check = make_check(cigre)
+    check.set_forecast(cp(14), PERIOD, {10: 50_000_000}, time=NOW)
+    assert check.traffic_light(cp(14), PERIOD, 10).colour is TrafficLight.RED
+    decision = check.check(order(14, {10: -45_000_000}), origin="dso-1")
+    assert decision.outcome is Outcome.REJECTED and decision.method == METHOD_FAIL_SAFE
+    assert "does not converge" in decision.reason
+    assert check.accepted_power(cp(14), PERIOD, 10) == 0
 
 
 def test_an_unknown_zone_or_a_zone_without_model_is_never_accepted(cigre: GridModel) -> None:
