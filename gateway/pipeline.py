@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.chain import AuditDraft
 from gateway.config import ResourceSettings, Settings
@@ -315,6 +315,10 @@ class Pipeline:
         self._tag_answered: set[str] = set()
         # (order MessageID, answering domain, ordering domain) of the answers in flight
         self._answer_claims: set[tuple[str, str, str]] = set()
+        # gridgate's orders it answered Rejected itself as undeliverable, with their tag's
+        # reference: the outbox commits that answer with no word back, so what it holds in
+        # `_answering` and `_tag_answered` stays (a restart finds it in the database)
+        self._stood_in: dict[str, str] = {}
         # connection address -> (aggregator id, congestion point), from the operator config
         self._connections: dict[str, tuple[str, str]] = {
             _address(r.connection_ean): (agr, cp)
@@ -751,6 +755,12 @@ class Pipeline:
         is refused (its first answer decided what the grid check holds and who was told)."""
         e = response.envelope
         key = (response.reference_message_id, e.sender_domain, e.recipient_domain)
+        if e.recipient_domain == self.domain and response.reference_message_id in self._stood_in:
+            raise Rejection(
+                self.reasons.REFERENCE_ANSWERED,
+                f"FlexOrder {response.reference_message_id} could not be delivered: gridgate "
+                "answered it Rejected in the aggregator's stead, and its sender has been told",
+            )
         if key in self._answer_claims:
             raise Rejection(
                 self.reasons.REFERENCE_ANSWERED,
@@ -762,24 +772,34 @@ class Pipeline:
         m = MessageRecord
         try:
             async with self.engine.connect() as conn:
-                answered = await conn.scalar(
-                    select(m.message_id).where(
-                        m.reference == response.reference_message_id,
-                        m.kind == response.kind.value,
-                        m.sender_domain == e.sender_domain,
-                        m.recipient_domain == e.recipient_domain,
-                        m.decision == "accepted",
+                answered = (
+                    await conn.execute(
+                        select(m.message_id, m.sender_domain).where(
+                            m.reference == response.reference_message_id,
+                            m.kind == response.kind.value,
+                            # gridgate's own answer to an order of its own it could not deliver
+                            m.sender_domain.in_((e.sender_domain, self.domain)),
+                            m.recipient_domain == e.recipient_domain,
+                            m.decision == "accepted",
+                        )
                     )
-                )
+                ).first()
         except BaseException:
             self._answer_claims.discard(key)
             raise
         if answered is not None:
             self._answer_claims.discard(key)
+            if answered.sender_domain == self.domain:
+                raise Rejection(
+                    self.reasons.REFERENCE_ANSWERED,
+                    f"FlexOrder {response.reference_message_id} could not be delivered: "
+                    f"gridgate answered it Rejected in the aggregator's stead "
+                    f"({answered.message_id}), and its sender has been told",
+                )
             raise Rejection(
                 self.reasons.REFERENCE_ANSWERED,
-                f"FlexOrder {response.reference_message_id} was answered by {answered} "
-                "already: its sender has been told that answer",
+                f"FlexOrder {response.reference_message_id} was answered by "
+                f"{answered.message_id} already: its sender has been told that answer",
             )
 
     def check(self, msg: Inbound) -> None:
@@ -1021,19 +1041,7 @@ class Pipeline:
             for other in orders:
                 held = self._answering.get(other)
                 if held is None:
-                    body = await conn.scalar(
-                        select(AuditEntry.body)
-                        .select_from(m)
-                        .join(AuditEntry, AuditEntry.seq == m.audit_seq)
-                        .where(
-                            m.reference == other,
-                            m.kind == FlexOrderResponse.kind.value,
-                            m.recipient_domain == self.domain,
-                            m.decision == "accepted",
-                        )
-                    )
-                    read = self.codec.reread(body) if body is not None else None
-                    held = read if isinstance(read, FlexOrderResponse) else None
+                    held = await self._stored_answer(conn, other)
                 if held is not None:
                     answers[other] = held
         complete = len(answers) >= len(orders) and reference not in self._tag_answered
@@ -1060,6 +1068,56 @@ class Pipeline:
             rejection_reason="; ".join(
                 f"{a.reference_message_id}: {a.rejection_reason or 'rejected'}" for a in rejected
             )[:1024],
+        )
+
+    async def _stored_answer(
+        self, conn: AsyncConnection, order_id: str
+    ) -> FlexOrderResponse | None:
+        """The stored answer to gridgate's order `order_id`: the aggregator's, or the one
+        gridgate gave in its stead when the order could not be delivered."""
+        m = MessageRecord
+        row = (
+            await conn.execute(
+                select(m.sender_domain, m.audit_seq, AuditEntry.body)
+                .select_from(m)
+                .join(AuditEntry, AuditEntry.seq == m.audit_seq)
+                .where(
+                    m.reference == order_id,
+                    m.kind == FlexOrderResponse.kind.value,
+                    m.recipient_domain == self.domain,
+                    m.decision == "accepted",
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.sender_domain != self.domain:
+            read = self.codec.reread(row.body) if row.body is not None else None
+            return read if isinstance(read, FlexOrderResponse) else None
+        # gridgate's own: its `message.undelivered` entry, in the same commit, says it
+        entry = (
+            await conn.execute(
+                select(AuditEntry.detail, AuditEntry.conversation_id)
+                .where(
+                    AuditEntry.seq >= row.audit_seq,
+                    AuditEntry.event == "message.undelivered",
+                    AuditEntry.message_id == order_id,
+                )
+                .order_by(AuditEntry.seq)
+                .limit(1)
+            )
+        ).first()
+        if entry is None:
+            return None
+        answered = json.loads(entry.detail).get("answered")
+        if not answered:
+            return None
+        return self._stand_in(
+            order_id,
+            entry.conversation_id or "",
+            answered["in_stead_of"],
+            answered["reason"],
+            message_id=answered["message_id"],
         )
 
     def _answer_as_gateway(self, msg: Inbound) -> None:
@@ -1812,67 +1870,193 @@ class Pipeline:
 
         The sender gets gridgate's signed Response with Result=Rejected, in the same commit
         as the outcome. Responses and gridgate's own messages are not reported: nobody
-        waits for an answer to them. A FlexOrder whose setpoints went to the aggregator's
-        control centre stands (it is being carried out): only the audit says its UFTP copy
-        did not arrive. A FlexOrder carried out nowhere is rejected and its power un-booked.
+        waits for an answer to them, except the sender of the document an order of
+        gridgate's carries out (see `_undelivered_order`). A FlexOrder whose setpoints went
+        to the aggregator's control centre stands (it is being carried out): only the audit
+        says its UFTP copy did not arrive. A FlexOrder carried out nowhere is rejected and
+        its power un-booked.
         """
         recipient = self.directory.participants.get(entry.recipient)
         if entry.channel != self.codec.protocol or recipient is None:
             return
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(MessageRecord.kind, MessageRecord.sender_domain, AuditEntry.body)
-                .join(AuditEntry, AuditEntry.seq == MessageRecord.audit_seq)
-                .where(
-                    MessageRecord.message_id == entry.message_id,
-                    MessageRecord.recipient_domain == recipient.uftp_domain,
-                    MessageRecord.decision == "accepted",
+            rows = (
+                await conn.execute(
+                    select(
+                        MessageRecord.kind,
+                        MessageRecord.sender_domain,
+                        MessageRecord.reference,
+                        AuditEntry.body,
+                    )
+                    .join(AuditEntry, AuditEntry.seq == MessageRecord.audit_seq)
+                    .where(
+                        MessageRecord.message_id == entry.message_id,
+                        MessageRecord.recipient_domain == recipient.uftp_domain,
+                        MessageRecord.decision == "accepted",
+                    )
                 )
-            )
-            # the forwarded bytes are the original's: that tells its sender
-            row = next((r for r in rows if r.body == entry.payload), None)
-        if row is None or MessageKind(row.kind) not in RESPONSE_TYPES:
-            return
-        sender = self.directory.by_domain.get(row.sender_domain)
-        if sender is None:
-            return
-        now = self.clock()
-        msg = Inbound(self.codec.protocol, row.body, now, "", sender=sender)
-        msg.message = self.codec.reread(row.body)
-        msg.recipient = recipient
+            ).all()
+        # the forwarded bytes are the original's: that tells its sender
+        row = next((r for r in rows if r.body == entry.payload), None)
+        # an order gridgate wrote for a document (its row refers to the document's body)
+        own = next(
+            (
+                r
+                for r in rows
+                if r.sender_domain == self.domain
+                and r.kind == MessageKind.FLEX_ORDER.value
+                and _document_of(r.reference)[2]
+            ),
+            None,
+        )
         why = (
             f"{recipient.id} could not be reached before the message expired at "
             f"{entry.expires_at.isoformat()}"
             if outcome == "expired"
             else f"{recipient.id} refused the message: {error}"
         )
-        detail: dict[str, Any] = {
-            "kind": row.kind,
-            "to": recipient.id,
-            "outcome": outcome,
-            "rule": self.reasons.UNDELIVERABLE.value,
-            "reason": why,
-        }
-        if isinstance(msg.message, FlexOrder) and self.setpoints and recipient.mqtt_prefix:
-            detail["order"] = "stands: its setpoints went to the control centre"
+        now = self.clock()
+        if own is not None:
+            kind = own.kind
+            detail = await self._undelivered_order(entry, recipient, own.reference, why, now, unit)
+        elif row is None or MessageKind(row.kind) not in RESPONSE_TYPES:
+            return
         else:
-            if isinstance(msg.message, FlexOrder):
-                detail["unbooked"] = self._unbook(msg.message.envelope.message_id, sender.id, unit)
-            if not self.answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
+            sender = self.directory.by_domain.get(row.sender_domain)
+            if sender is None:
                 return
-            unit.outbox.extend(msg.unit.outbox)
-            detail["out"] = msg.out
+            kind = row.kind
+            msg = Inbound(self.codec.protocol, row.body, now, "", sender=sender)
+            msg.message = self.codec.reread(row.body)
+            msg.recipient = recipient
+            detail = {}
+            if isinstance(msg.message, FlexOrder) and self.setpoints and recipient.mqtt_prefix:
+                detail["order"] = "stands: its setpoints went to the control centre"
+            else:
+                if isinstance(msg.message, FlexOrder):
+                    detail["unbooked"] = self._unbook(
+                        msg.message.envelope.message_id, sender.id, unit
+                    )
+                if not self.answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
+                    return
+                unit.outbox.extend(msg.unit.outbox)
+                detail["out"] = msg.out
         unit.audit.append(
             AuditDraft(
                 event="message.undelivered",
                 actor="gridgate",
-                detail=detail,
+                detail={
+                    "kind": kind,
+                    "to": recipient.id,
+                    "outcome": outcome,
+                    "rule": self.reasons.UNDELIVERABLE.value,
+                    "reason": why,
+                }
+                | detail,
                 message_id=entry.message_id,
                 conversation_id=entry.conversation_id,
                 ts=now,
             )
         )
         self._count(f"undelivered:{outcome}")
+
+    async def _undelivered_order(
+        self,
+        entry: Claimed,
+        agr: Participant,
+        reference: str,
+        why: str,
+        now: datetime,
+        unit: Unit,
+    ) -> dict[str, Any]:
+        """An order gridgate wrote for a document (an ISO's activation) did not arrive: it
+        is the aggregator's refusal, "Recipient unreachable", in the same commit as the
+        outcome. Its power goes back to the grid and the document's sender gets the answer
+        of the tag (an A41), as for a Rejected FlexOrderResponse (`_relay_answer`), which
+        is stored as gridgate's in the aggregator's stead: a late answer from the
+        aggregator is then refused as answered already. An order whose setpoints went to
+        the control centre stands. Returns what the audit entry adds."""
+        order_id = entry.message_id
+        if self.setpoints is not None and agr.mqtt_prefix:
+            return {"order": "stands: its setpoints went to the control centre"}
+        assert agr.uftp_domain is not None
+        earlier = self._stood_in.pop(order_id, None)
+        if earlier is not None:
+            # reported before, but that commit failed (the row came back): report it again
+            self._answering.pop(order_id, None)
+            self._tag_answered.discard(earlier)
+        if (order_id, agr.uftp_domain, self.domain) in self._answer_claims:
+            return {"order": "being answered by the aggregator"}
+        async with self.engine.connect() as conn:
+            answered = await self._stored_answer(conn, order_id)
+        if answered is not None:
+            return {"order": f"answered by {answered.envelope.message_id} already"}
+        reason = f"{self.reasons.UNDELIVERABLE}: {why}"
+        response = self._stand_in(order_id, entry.conversation_id, agr.uftp_domain, reason)
+        msg = Inbound(self.codec.protocol, b"", now, "", message=response, sender=agr)
+        self._stood_in[order_id] = reference  # before any await: an answer now is refused
+        try:
+            await self._relay_answer(msg)
+        except BaseException as e:
+            # nothing of it is committed: forget what it held, as for a failed commit
+            self._stood_in.pop(order_id, None)
+            self._settle_claim(msg, stored=False)
+            if isinstance(e, Rejection):
+                return {"order": f"not answered: {e.detail}"}
+            raise
+        unit.ledger += msg.unit.ledger
+        unit.outbox += msg.unit.outbox
+        unit.messages.append(
+            facts_of(response).row()
+            | {
+                "protocol": self.codec.protocol,
+                "kind": response.kind.value,
+                "message_id": response.envelope.message_id,
+                "conversation_id": response.envelope.conversation_id,
+                # gridgate's answer: no aggregator sent it
+                "sender_domain": self.domain,
+                "recipient_domain": self.domain,
+                "digest": "",
+                "received_at": now,
+                "decision": "accepted",
+            }
+        )
+        unbooked = [o["power"] for o in msg.out if o.get("what") == "unbooked"]
+        return {
+            **({"unbooked": unbooked[0]} if unbooked else {}),
+            "answered": {
+                "message_id": response.envelope.message_id,
+                "in_stead_of": agr.uftp_domain,
+                "result": Result.REJECTED.value,
+                "reason": reason,
+            },
+            "out": msg.out,
+        }
+
+    def _stand_in(
+        self,
+        order_id: str,
+        conversation_id: str,
+        agr_domain: str,
+        reason: str,
+        *,
+        message_id: str | None = None,
+    ) -> FlexOrderResponse:
+        """The aggregator's refusal of gridgate's order `order_id` that gridgate could not
+        deliver, as gridgate answers it in the aggregator's stead."""
+        return FlexOrderResponse(
+            envelope=Envelope(
+                message_id=message_id or str(uuid.uuid4()),
+                conversation_id=conversation_id,
+                sender_domain=agr_domain,
+                recipient_domain=self.domain,
+                sender_role=Role.AGR,
+                timestamp=self.clock(),
+            ),
+            reference_message_id=order_id,
+            result=Result.REJECTED,
+            rejection_reason=reason[:1024],
+        )
 
     def _order_refused(self, msg: Inbound, order_message_id: str, origin: str) -> None:
         """The aggregator (`msg.sender`) refused an order: give its power back, unless
