@@ -32,6 +32,7 @@ restart still replaces them.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 import weakref
@@ -111,6 +112,13 @@ class _Applied:
 # per power-flow check: (sender id, document mRID) → what its latest revision set (see
 # `_registry`: read back from the table once per check)
 _applied: weakref.WeakKeyDictionary[PowerFlowCheck, dict[tuple[str, str], _Applied]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+# per power-flow check (one gateway, one event loop): (sender id, document mRID) → the lock
+# that lets one revision of that document through at a time
+_locks: weakref.WeakKeyDictionary[PowerFlowCheck, dict[tuple[str, str], asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -386,6 +394,26 @@ async def receive_capacity(
         now=now,
     )
     carried = Document(PROTOCOL, CAPACITY, f"{document.mrid}/{document.revision}", raw, origin)
+    # one revision of a document at a time: each must see what the one before it set
+    locks = _locks.setdefault(check, {})
+    lock = locks.setdefault((origin.id, document.mrid), asyncio.Lock())
+    async with lock:
+        return await _apply(ingress, document, carried, planned, origin, inbound, check, now)
+
+
+async def _apply(
+    ingress: CimIngress,
+    document: CapacityDocument,
+    carried: Document,
+    planned: list[PlannedLimit],
+    origin: GatewayParticipant,
+    inbound: InboundDocument,
+    check: PowerFlowCheck,
+    now: datetime,
+) -> bytes:
+    """Put one revision's limits in force and on record, replacing the previous revision's."""
+    gateway = ingress.gateway
+    pipeline = gateway.pipeline
     resent = await _resubmitted(ingress, carried, document, inbound)
     if resent is not None:
         return resent

@@ -10,6 +10,7 @@ on record: a restarted gridgate applies it again, and a later revision replaces 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -295,6 +296,28 @@ async def test_a_documents_limit_binds_again_after_a_restart_and_its_next_revisi
     assert check.temporary_limit(second["id"]) is not None
     assert would_accept(world, first_isp, 2_000_000)
     assert not would_accept(world, second_isp, 2_000_000)
+
+
+async def test_two_revisions_at_the_same_moment_leave_only_the_later_ones_limits(
+    grid_world: World,
+) -> None:
+    """Revisions 2 and 3 posted together both replace what came before them: revision 1's
+    limit and revision 2's are cleared, revision 3's alone binds (in memory and on record)."""
+    world = grid_world
+    isps = [next_quarter() + QUARTER * k for k in (1, 2, 3)]
+    mrid, body = capacity_document(isps[0], [CAPACITY_MW])
+    assert codes(await post_as_ldc(world, body)) == ["A01"]
+    bodies = [
+        capacity_document(isps[r - 1], [CAPACITY_MW], mrid=mrid, revision=r)[1] for r in (2, 3)
+    ]
+    second, third = await asyncio.gather(*(post_as_ldc(world, b) for b in bodies))
+    assert codes(third) == ["A01"]
+    # revision 2 goes through first, or is refused for coming after revision 3
+    assert codes(second) == ["A01"] or "revision 3 is in force already" in str(second.reasons)
+    assert [would_accept(world, start, 2_000_000) for start in isps] == [True, True, False]
+    rows = await limit_rows(world)
+    in_force = sorted(r.document_revision for r in rows.values() if r.cleared_at is None)
+    assert in_force == [3]
 
 
 async def test_who_may_not_limit_the_interface_is_refused_and_nothing_is_applied(
