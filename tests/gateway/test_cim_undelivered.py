@@ -12,12 +12,10 @@ Mosquitto) the order stands.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -26,7 +24,7 @@ from adapters.cim.documents import AcknowledgementDocument, ActivationDocument
 from adapters.cim.parse import parse
 from gateway.model import FlexOrder
 from gateway.store.db import sessionmaker
-from gateway.store.models import AuditEntry, LedgerEntry, MessageRecord, OutboxEntry
+from gateway.store.models import MessageRecord, OutboxEntry
 from tests.gateway.test_cim_activation import (
     AGR,
     GRIDGATE,
@@ -40,6 +38,7 @@ from tests.gateway.test_cim_activation import (
     over_midnight,
     post,
 )
+from tests.gateway.world import booked_power, undelivered_entry
 
 
 @pytest.fixture
@@ -102,32 +101,6 @@ async def expire(world: World, rows: list[OutboxEntry]) -> list[FlexOrder]:
     return orders  # type: ignore[return-value]
 
 
-async def undelivered(world: World, order_id: str) -> dict[str, Any]:
-    for _ in range(200):
-        async with sessionmaker(world.gateway.engine)() as session:
-            entry = await session.scalar(
-                select(AuditEntry).where(
-                    AuditEntry.event == "message.undelivered",
-                    AuditEntry.message_id == order_id,
-                )
-            )
-        if entry is not None:
-            detail: dict[str, Any] = json.loads(entry.detail)
-            return detail
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no message.undelivered entry for {order_id}")
-
-
-async def booked(world: World, order_id: str) -> int:
-    async with sessionmaker(world.gateway.engine)() as session:
-        powers = (
-            await session.scalars(
-                select(LedgerEntry.power).where(LedgerEntry.order_message_id == order_id)
-            )
-        ).all()
-    return sum(powers)
-
-
 async def acknowledged(world: World, body: bytes) -> str:
     """Post an activation; return its acknowledgement's code (A01 accepted, A02 refused)."""
     status, answer = await post(world, body)
@@ -165,12 +138,12 @@ async def test_an_undelivered_order_is_rejected_to_the_iso_and_unbooked(world: W
         "Recipient unreachable: agr could not be reached before the message expired"
     )
 
-    entry = await undelivered(world, order_id)
+    entry = await undelivered_entry(world.gateway, order_id)
     assert entry["outcome"] == "expired" and entry["kind"] == "FlexOrder"
     assert entry["unbooked"] == -300_000
     assert entry["answered"]["result"] == "Rejected"
     assert [o["what"] for o in entry["out"]] == ["unbooked", "A41 response"]
-    assert await booked(world, order_id) == 0
+    assert await booked_power(world.gateway, order_id) == 0
     # the grid check no longer holds it: the second activation fits now
     _, _, again = activation("0.3", minutes=15)
     assert await acknowledged(world, again) == "A01"
@@ -195,9 +168,9 @@ async def test_an_order_the_aggregator_refuses_for_good_is_rejected_to_the_iso(
             )
         )
     assert order_id is not None
-    entry = await undelivered(world, order_id)
+    entry = await undelivered_entry(world.gateway, order_id)
     assert entry["outcome"] == "failed" and entry["unbooked"] == -100_000
-    assert await booked(world, order_id) == 0
+    assert await booked_power(world.gateway, order_id) == 0
 
 
 async def test_an_undelivered_order_whose_setpoints_went_out_stands(world: World) -> None:
@@ -208,13 +181,13 @@ async def test_an_undelivered_order_whose_setpoints_went_out_stands(world: World
     (order,) = await expire(world, await order_rows(world, 1))
     order_id = order.envelope.message_id
 
-    entry = await undelivered(world, order_id)
+    entry = await undelivered_entry(world.gateway, order_id)
     assert entry["outcome"] == "expired"
     assert entry["order"] == "stands: its setpoints went to the control centre"
     assert "answered" not in entry and "unbooked" not in entry
     await asyncio.sleep(0.5)
     assert world.iso.received == []  # no A41 says it was not carried out
-    assert await booked(world, order_id) == -300_000
+    assert await booked_power(world.gateway, order_id) == -300_000
     _, _, second = activation("0.3", minutes=15)
     assert await acknowledged(world, second) == "A02"  # its power is still booked
 
@@ -265,7 +238,7 @@ async def test_a_time_series_over_two_days_with_one_order_undelivered_gets_one_a
     assert isinstance(reached, FlexOrder)
     if lost_first:
         (lost,) = await expire(world, [lost_row])
-        await undelivered(world, lost.envelope.message_id)
+        await undelivered_entry(world.gateway, lost.envelope.message_id)
         # as after a restart: gridgate's answer to the lost order is read back from the database
         world.gateway.pipeline._answering.clear()
         assert await world.agr.send(accept(reached)) == (200, "")
@@ -281,8 +254,8 @@ async def test_a_time_series_over_two_days_with_one_order_undelivered_gets_one_a
     (reason,) = a41.time_series[0].reasons
     assert reason.text is not None and lost.envelope.message_id in reason.text
     assert "Recipient unreachable: agr could not be reached" in reason.text
-    entry = await undelivered(world, lost.envelope.message_id)
+    entry = await undelivered_entry(world.gateway, lost.envelope.message_id)
     assert entry["unbooked"] == -100_000
-    assert await booked(world, lost.envelope.message_id) == 0
+    assert await booked_power(world.gateway, lost.envelope.message_id) == 0
     # the accepted day stays booked
-    assert await booked(world, reached.envelope.message_id) == -100_000
+    assert await booked_power(world.gateway, reached.envelope.message_id) == -100_000

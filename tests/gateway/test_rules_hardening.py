@@ -6,7 +6,6 @@ arrived. Each docstring names the rule it holds gridgate to.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from gateway.model import (
     Role,
 )
 from gateway.store.db import sessionmaker
-from gateway.store.models import AuditEntry, LedgerEntry, MessageRecord
+from gateway.store.models import AuditEntry, MessageRecord
 from tests.gateway.test_rules import (
     AGR,
     DSO,
@@ -40,7 +39,15 @@ from tests.gateway.test_rules import (
     request,
     revocation,
 )
-from tests.gateway.world import CP, OTHER_CP, ZONE, World, tomorrow
+from tests.gateway.world import (
+    CP,
+    OTHER_CP,
+    ZONE,
+    World,
+    booked_power,
+    tomorrow,
+    undelivered_entry,
+)
 
 HOUSE = "ean.871685900000000101"  # agr-web's bat-1, on dso's CP
 HP = "ean.871685900000000201"  # agr-mqtt's heat pump connection (operator config)
@@ -252,9 +259,9 @@ async def test_an_undelivered_order_whose_setpoints_went_out_stands(
     order = world.order({40: -10_000})
     assert await world.dso.send(order) == (200, "")
     assert await world.centres["agr-web"].wait_for(2)
-    entry = await _undelivered(world, order.envelope.message_id)
+    entry = await undelivered_entry(world.gateway, order.envelope.message_id)
     assert entry["order"].startswith("stands") and entry["outcome"] == "failed"
-    assert await _booked(world, order.envelope.message_id) == -10_000
+    assert await booked_power(world.gateway, order.envelope.message_id) == -10_000
     assert not [
         m
         for m in world.dso.received
@@ -279,33 +286,7 @@ async def test_an_undelivered_order_carried_out_nowhere_is_rejected_and_unbooked
     )
     assert isinstance(told, FlexOrderResponse) and told.result is Result.REJECTED
     assert (told.rejection_reason or "").startswith("Recipient unreachable")
-    entry = await _undelivered(world, order.envelope.message_id)
+    entry = await undelivered_entry(world.gateway, order.envelope.message_id)
     assert entry["unbooked"] == -10_000
-    assert await _booked(world, order.envelope.message_id) == 0
+    assert await booked_power(world.gateway, order.envelope.message_id) == 0
     assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 40) == 0
-
-
-async def _undelivered(world: World, message_id: str) -> dict[str, Any]:
-    for _ in range(100):
-        async with sessionmaker(world.gateway.engine)() as session:
-            entry = await session.scalar(
-                select(AuditEntry).where(
-                    AuditEntry.event == "message.undelivered",
-                    AuditEntry.message_id == message_id,
-                )
-            )
-        if entry is not None:
-            detail: dict[str, Any] = json.loads(entry.detail)
-            return detail
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no message.undelivered entry for {message_id}")
-
-
-async def _booked(world: World, message_id: str) -> int:
-    async with sessionmaker(world.gateway.engine)() as session:
-        powers = (
-            await session.scalars(
-                select(LedgerEntry.power).where(LedgerEntry.order_message_id == message_id)
-            )
-        ).all()
-    return sum(powers)

@@ -4,6 +4,7 @@ HTTP, MQTT control centres on the real Mosquitto, on both databases (fixture `wo
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from gateway.model import (
     Role,
 )
 from gateway.store.db import sessionmaker
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, LedgerEntry
 from tests.adapters.mqtt.conftest import MOSQUITTO_HOST, MOSQUITTO_PORT, mosquitto_running
 from tests.conftest import require
 from tests.gateway.conftest import public_b64, secret_b64
@@ -229,3 +230,31 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
 
 def is_kind(kind: type[Message]) -> Any:
     return lambda m: isinstance(m, kind)
+
+
+async def undelivered_entry(gateway: Gateway, message_id: str) -> dict[str, Any]:
+    """The detail of the `message.undelivered` audit entry of `message_id`, once written."""
+    for _ in range(200):
+        async with sessionmaker(gateway.engine)() as session:
+            entry = await session.scalar(
+                select(AuditEntry).where(
+                    AuditEntry.event == "message.undelivered",
+                    AuditEntry.message_id == message_id,
+                )
+            )
+        if entry is not None:
+            detail: dict[str, Any] = json.loads(entry.detail)
+            return detail
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no message.undelivered entry for {message_id}")
+
+
+async def booked_power(gateway: Gateway, order_message_id: str) -> int:
+    """What the `ledger` table holds for an order, summed over its rows (W)."""
+    async with sessionmaker(gateway.engine)() as session:
+        powers = (
+            await session.scalars(
+                select(LedgerEntry.power).where(LedgerEntry.order_message_id == order_message_id)
+            )
+        ).all()
+    return sum(powers)
