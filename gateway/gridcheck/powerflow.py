@@ -217,8 +217,6 @@ class _State:
     cap: Array  # what the candidate may reach: lim, or the value now if already past lim
     scale: Array  # the unit each metric's excess is measured in
     temporary: str | None  # the temporary limit in force, described
-    # False until solved: m and interface_p_w are NaN, cap is lim (see _states_for)
-    solved: bool = True
 
 
 class _Grid:
@@ -773,60 +771,46 @@ class PowerFlowCheck:
         candidate: tuple[Array, Array] | None = None,
     ) -> tuple[list[_State], tuple[Solution, Array] | None]:
         """The AC state of base + ledger in each ISP (cached, the base alone when the ISP
-        holds no order, else solved) and, given (amounts, vec), the AC flows with a
+        holds no order, else solved: a base that does not converge is a fail-safe case
+        whatever a candidate would do) and, given (amounts, vec), the AC flows with a
         candidate added."""
-        cache = grid.states
-        states: list[_State] = []
+        known: list[_State | None] = []
         for isp in isps:
-            state = cache.get((period, isp))
+            state = grid.states.get((period, isp))
             if state is None and not self._isp_tokens.get((limits.id, period, isp)):
                 state = grid.bases.get((period, isp))
-            if state is None:
-                p, q, time, forecast_cp = self._base(limits, grid, period, isp, now)
-                lim, temporary = self._limit_row(limits, grid, period, isp)
+            known.append(state)
+        missing = [k for k, state in enumerate(known) if state is None]
+        if missing:  # solved in one batch, whether or not a candidate follows
+            built = [self._base(limits, grid, period, isps[k], now) for k in missing]
+            p_rows, q_rows = [b[0] for b in built], [b[1] for b in built]
+            sol = grid.solver.solve(np.stack(p_rows), np.stack(q_rows))
+            m = grid.metrics(sol)
+            for row, (k, (p, q, time, forecast_cp)) in enumerate(zip(missing, built, strict=True)):
+                lim, temporary = self._limit_row(limits, grid, period, isps[k])
                 state = _State(
                     p=p,
                     q=q,
                     time=time,
                     forecast_cp=forecast_cp,
-                    converged=False,
-                    m=np.full(grid.size, math.nan),
-                    interface_p_w=math.nan,
+                    converged=bool(sol.converged[row]),
+                    m=m[row],
+                    interface_p_w=float(sol.interface_p_w[row]),
                     lim=lim,
-                    cap=lim,
+                    cap=np.where(m[row] > lim, m[row] + WORSE_EPS * grid.scale, lim),
                     scale=grid.scale_for(lim),
                     temporary=temporary,
-                    solved=False,
                 )
-            states.append(state)
-        # a state is solved even when the candidate's flow is safe: a base that does not
-        # converge is a fail-safe case whatever the candidate does
-        self._solve_states(grid, period, isps, states)
+                known[k] = state
+                if state.converged:
+                    grid.states[(period, isps[k])] = state
+                    if not self._isp_tokens.get((limits.id, period, isps[k])):
+                        grid.bases[(period, isps[k])] = state
+        states = [state for state in known if state is not None]
         if candidate is None:
             return states, None
         amounts, vec = candidate
         return states, self._solve(grid, states, amounts, vec)
-
-    def _solve_states(
-        self, grid: _Grid, period: date, isps: Sequence[int], states: Sequence[_State]
-    ) -> None:
-        """Solve the unsolved states in AC (one batch), and cache those that converge."""
-        todo = [(isp, s) for isp, s in zip(isps, states, strict=True) if not s.solved]
-        if not todo:
-            return
-        sol = grid.solver.solve(np.stack([s.p for _, s in todo]), np.stack([s.q for _, s in todo]))
-        m = grid.metrics(sol)
-        zone = grid.model.zone
-        for row, (isp, state) in enumerate(todo):
-            state.solved = True
-            state.converged = bool(sol.converged[row])
-            state.m = m[row]
-            state.interface_p_w = float(sol.interface_p_w[row])
-            state.cap = np.where(m[row] > state.lim, m[row] + WORSE_EPS * grid.scale, state.lim)
-            if state.converged:
-                grid.states[(period, isp)] = state
-                if not self._isp_tokens.get((zone, period, isp)):
-                    grid.bases[(period, isp)] = state
 
     def _base(
         self, limits: ZoneLimits, grid: _Grid, period: date, isp: int, now: datetime
