@@ -829,6 +829,7 @@ class Pipeline:
                     "power": power,
                     "order_message_id": msg.message.envelope.message_id,
                     "origin": msg.sender.id,
+                    "recipient_domain": msg.message.envelope.recipient_domain,
                 }
             )
 
@@ -869,7 +870,9 @@ class Pipeline:
         elif isinstance(message, FlexOrderResponse) and message.result is Result.REJECTED:
             # the aggregator will not carry out the DSO's order: its power goes back to the
             # grid, unless setpoints for it went to the control centre already
-            self._order_refused(msg, message.reference_message_id, recipient.id)
+            self._order_refused(
+                msg, message.reference_message_id, recipient.id, message.envelope.sender_domain
+            )
         elif (
             isinstance(message, FlexOrderResponse)
             and message.result is Result.ACCEPTED
@@ -1003,7 +1006,7 @@ class Pipeline:
         if isinstance(response, FlexOrderResponse) and response.result is Result.REJECTED:
             # the aggregator will not carry it out: its power goes back to the grid, unless
             # setpoints for it went to the control centre already
-            self._order_refused(msg, response.reference_message_id, origin.id)
+            self._order_refused(msg, response.reference_message_id, origin.id, e.sender_domain)
         if isinstance(response, FlexOrderResponse):
             assert order is not None
             combined = await self._answer_of_tag(msg, order.reference, response)
@@ -1934,8 +1937,9 @@ class Pipeline:
                 detail["order"] = "stands: its setpoints went to the control centre"
             else:
                 if isinstance(msg.message, FlexOrder):
+                    ordered = msg.message.envelope
                     detail["unbooked"] = self._unbook(
-                        msg.message.envelope.message_id, sender.id, unit
+                        ordered.message_id, sender.id, ordered.recipient_domain, unit
                     )
                 if not self.answer(msg, Result.REJECTED, f"{self.reasons.UNDELIVERABLE}: {why}"):
                     return
@@ -2058,20 +2062,25 @@ class Pipeline:
             rejection_reason=reason[:1024],
         )
 
-    def _order_refused(self, msg: Inbound, order_message_id: str, origin: str) -> None:
-        """The aggregator (`msg.sender`) refused an order: give its power back, unless
-        setpoints went to its control centre (which may still act on them: the ledger
-        must never count less than the devices may do), as for an undelivered order."""
+    def _order_refused(
+        self, msg: Inbound, order_message_id: str, origin: str, recipient: str
+    ) -> None:
+        """The aggregator (`msg.sender`, UFTP domain `recipient`: the order went to it)
+        refused an order: give its power back, unless setpoints went to its control centre
+        (which may still act on them: the ledger must never count less than the devices may
+        do), as for an undelivered order. The same MessageID ordered of another aggregator
+        is another order and keeps its power."""
         agr = msg.sender
         if agr is not None and agr.mqtt_prefix and self.setpoints is not None:
             msg.out.append({"what": "stays booked: setpoints sent", "order": order_message_id})
             return
-        unbooked = self._unbook(order_message_id, origin, msg.unit)
+        unbooked = self._unbook(order_message_id, origin, recipient, msg.unit)
         msg.out.append({"what": "unbooked", "order": order_message_id, "power": unbooked})
 
-    def _unbook(self, order_message_id: str, origin: str, unit: Unit) -> int:
-        """Give back the power an order that is carried out nowhere holds; return it (W)."""
-        given_back = self.grid_check.cancel(order_message_id, origin=origin)
+    def _unbook(self, order_message_id: str, origin: str, recipient: str, unit: Unit) -> int:
+        """Give back the power the order `order_message_id` of `origin` to `recipient` (a
+        UFTP domain) holds, which is carried out nowhere; return it (W)."""
+        given_back = self.grid_check.cancel(order_message_id, origin=origin, recipient=recipient)
         for cp, period, isp, power in given_back:
             unit.ledger.append(
                 {
@@ -2081,6 +2090,7 @@ class Pipeline:
                     "power": -power,
                     "order_message_id": order_message_id,
                     "origin": origin,
+                    "recipient_domain": recipient,
                 }
             )
         return sum(power for *_, power in given_back)

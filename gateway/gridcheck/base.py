@@ -120,7 +120,11 @@ class GridCheck(Protocol):
         """Decide; an accepted decision is reserved at once (the caller commits or releases).
 
         With `allow_curtail` the check may answer CURTAILED: its reservations hold only the
-        share of the order that is safe, and the caller carries out only that share."""
+        share of the order that is safe, and the caller carries out only that share.
+
+        The reservation belongs to the order (origin, MessageID, the envelope's recipient
+        domain): a repeat of it holds nothing more, the same MessageID to another recipient
+        is another order."""
 
     def accepted_power(self, congestion_point: str, period: Any, isp: int) -> int:
         """The power (W) accepted orders hold at a congestion point in one ISP."""
@@ -135,6 +139,12 @@ class GridCheck(Protocol):
         """A new forecast of a congestion point's power arrived (an aggregator's
         D-Prognosis): a check that keeps a base state refreshes it."""
 
-    def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, Any, int, int]]:
+    def cancel(
+        self, order_message_id: str, *, origin: str, recipient: str
+    ) -> list[tuple[str, Any, int, int]]:
         """Give back what a committed order holds (it was never carried out); return the
-        reservations given back, for the ledger table to record as their opposites."""
+        reservations given back, for the ledger table to record as their opposites.
+
+        An order is known by its origin, MessageID and recipient (the UFTP domain it went
+        to): the same MessageID to another aggregator is another order, which keeps its
+        power."""

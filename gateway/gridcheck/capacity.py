@@ -7,12 +7,11 @@ from collections import defaultdict
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.gridcheck.base import Binding, Decision, Outcome
+from gateway.gridcheck.ledger import OrderKey, ledger_orders
 from gateway.model import DPrognosis, FlexOrder
-from gateway.store.models import LedgerEntry
 
 METHOD = "capacity-limit/v1"
 
@@ -30,19 +29,22 @@ class CapacityLimitCheck:
         self._ledger: dict[tuple[str, date], dict[int, int]] = defaultdict(lambda: defaultdict(int))
         # reservation token -> what it holds
         self._held: dict[str, list[tuple[str, date, int, int]]] = {}
-        # (origin, order MessageID) -> its reservation token, and back
-        self._tokens: dict[tuple[str, str], str] = {}
-        self._orders: dict[str, tuple[str, str]] = {}
+        # (origin, order MessageID, recipient domain) -> its reservation token, and back
+        self._tokens: dict[OrderKey, str] = {}
+        self._orders: dict[str, OrderKey] = {}
 
     async def load(self, engine: AsyncEngine) -> None:
         """Rebuild the in-memory ledger from the table (at start-up)."""
-        async with engine.connect() as conn:
-            rows = await conn.execute(select(LedgerEntry))
-            for row in rows:
-                token = f"ledger:{row.origin}:{row.order_message_id}"
-                self._tokens[(row.origin, row.order_message_id)] = token
-                self._orders[token] = (row.origin, row.order_message_id)
-                self._reserve(token, row.congestion_point, row.period, row.isp, row.power)
+        for key, held in (await ledger_orders(engine)).items():
+            kept = [(cp, period, isp, p) for (cp, period, isp), p in held.items() if p]
+            if not kept:
+                continue
+            origin, mid, recipient = key
+            token = f"ledger:{origin}:{mid}:{recipient or ''}"
+            self._tokens[key] = token
+            self._orders[token] = key
+            for cp, period, isp, power in kept:
+                self._reserve(token, cp, period, isp, power)
 
     def _reserve(self, token: str, cp: str, period: date, isp: int, power: int) -> None:
         self._ledger[(cp, period)][isp] += power
@@ -94,7 +96,8 @@ class CapacityLimitCheck:
         token = uuid.uuid4().hex
         for _, period, isp, power in reservations:
             self._reserve(token, cp, period, isp, power)
-        key = (origin, order.envelope.message_id)
+        # an order is known by its recipient too: one MessageID may order two aggregators
+        key = (origin, order.envelope.message_id, order.envelope.recipient_domain)
         if reservations and key not in self._tokens:  # a live order's token is kept
             self._tokens[key] = token
             self._orders[token] = key
@@ -116,9 +119,12 @@ class CapacityLimitCheck:
         if key is not None and self._tokens.get(key) == token:
             del self._tokens[key]
 
-    def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, date, int, int]]:
-        """Give back what an accepted order holds; return it, for the ledger to record."""
-        token = self._tokens.pop((origin, order_message_id), None)
+    def cancel(
+        self, order_message_id: str, *, origin: str, recipient: str
+    ) -> list[tuple[str, date, int, int]]:
+        """Give back what the accepted order `order_message_id` of `origin` to `recipient`
+        (a UFTP domain) holds; return it, for the ledger to record."""
+        token = self._tokens.pop((origin, order_message_id, recipient), None)
         held = [r for r in self._held.get(token, []) if r[3]] if token else []
         if token is not None:
             self.release(token)

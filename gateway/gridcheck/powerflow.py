@@ -37,13 +37,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.gridcheck.base import Binding, Conflict, Decision, Outcome
 from gateway.gridcheck.grid import AcSolver, GridModel, Solution, load_model
+from gateway.gridcheck.ledger import OrderKey, ledger_orders
 from gateway.model import DPrognosis, FlexOrder, Market, Role, isp_start
-from gateway.store.models import LedgerEntry, MessageRecord
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -192,6 +191,9 @@ class _Held:
 
     origin: str
     message_id: str
+    # the UFTP domain the order went to (None: a ledger row of before the column, whose
+    # recipient the messages table does not tell)
+    recipient: str | None
     congestion_point: str
     zone: str
     period: date
@@ -335,7 +337,8 @@ class PowerFlowCheck:
         self._cp_power: dict[tuple[str, date], dict[int, int]] = {}
         # ISO and DSO activations per (zone, period, isp, role, consumption?): the conflicts
         self._sides: dict[tuple[str, date, int, Role, bool], dict[str, int]] = {}
-        self._tokens: dict[tuple[str, str], str] = {}
+        # (origin, order MessageID, recipient domain) -> the token of what the order holds
+        self._tokens: dict[OrderKey, str] = {}
         # the latest D-Prognosis per (congestion point, period) and aggregator, and their sum
         self._prognoses: dict[tuple[str, date], dict[str, DPrognosis]] = {}
         self._portfolios: dict[tuple[str, date], _Forecast] = {}
@@ -534,45 +537,28 @@ class PowerFlowCheck:
     async def load(self, engine: AsyncEngine) -> None:
         """Rebuild the ledger from the table (at start-up).
 
-        Each order is placed at its aggregator's resources when the messages table names
-        a single recipient for it, else over its congestion point's nodes.
+        Each order is placed at its aggregator's resources: the recipient its ledger rows
+        name, or for rows of before that column the single recipient the messages table
+        names for it (see gateway.gridcheck.ledger); an order whose recipient is not known
+        is placed over its congestion point's nodes.
         """
-        held: dict[tuple[str, str], dict[tuple[str, date, int], int]] = {}
-        async with engine.connect() as conn:
-            for row in await conn.execute(select(LedgerEntry)):
-                rows = held.setdefault((row.origin, row.order_message_id), {})
-                key = (row.congestion_point, row.period, row.isp)
-                rows[key] = rows.get(key, 0) + row.power
-            ids = sorted({mid for _, mid in held})
-            recipients: dict[str, set[str]] = {}
-            for start in range(0, len(ids), 500):
-                found = await conn.execute(
-                    select(MessageRecord.message_id, MessageRecord.recipient_domain).where(
-                        MessageRecord.kind == "FlexOrder",
-                        MessageRecord.message_id.in_(ids[start : start + 500]),
-                    )
-                )
-                for mid, recipient in found:
-                    recipients.setdefault(mid, set()).add(recipient)
-        for (origin, mid), rows in held.items():
+        for key, rows in (await ledger_orders(engine)).items():
             kept = [(cp, period, isp, p) for (cp, period, isp), p in rows.items() if p]
             if not kept:
                 continue
-            domains = recipients.get(mid, set())
-            domain: str | None = next(iter(domains)) if len(domains) == 1 else None
-            token = f"ledger:{origin}:{mid}"
+            origin, mid, domain = key
+            token = f"ledger:{origin}:{mid}:{domain or ''}"
             for cp, period, isp, power in kept:
                 site = self._cps.get(cp)
                 zone = site.zone if site else ""
                 placement = site.placement(domain) if site else ()
-                self._reserve(token, origin, mid, cp, zone, period, placement, isp, power)
-            self._tokens[(origin, mid)] = token
+                self._reserve(token, key, cp, zone, period, placement, isp, power)
+            self._tokens[key] = token
 
     def _reserve(
         self,
         token: str,
-        origin: str,
-        message_id: str,
+        key: OrderKey,
         cp: str,
         zone: str,
         period: date,
@@ -580,9 +566,10 @@ class PowerFlowCheck:
         isp: int,
         power: int,
     ) -> None:
+        origin, message_id, recipient = key
         held = self._held.get(token)
         if held is None:
-            held = _Held(origin, message_id, cp, zone, period, placement, [], None)
+            held = _Held(origin, message_id, recipient, cp, zone, period, placement, [], None)
             self._held[token] = held
         held.rows.append((cp, period, isp, power))
         by_isp = self._cp_power.setdefault((cp, period), {})
@@ -616,15 +603,19 @@ class PowerFlowCheck:
                 role = self._roles.get(held.origin)
                 if role in (Role.ISO, Role.DSO) and power:
                     self._sides.get((held.zone, period, isp, role, power > 0), {}).pop(token, None)
-        key = (held.origin, held.message_id)
+        key = (held.origin, held.message_id, held.recipient)
         if self._tokens.get(key) == token:
             del self._tokens[key]
         if notify and held.zone:
             self._changed(held.zone, held.period)
 
-    def cancel(self, order_message_id: str, *, origin: str) -> list[tuple[str, date, int, int]]:
-        """Give back what an accepted order holds; return it, for the ledger to record."""
-        token = self._tokens.get((origin, order_message_id))
+    def cancel(
+        self, order_message_id: str, *, origin: str, recipient: str
+    ) -> list[tuple[str, date, int, int]]:
+        """Give back what the accepted order `order_message_id` of `origin` to `recipient`
+        (a UFTP domain) holds; return it, for the ledger to record. The same MessageID to
+        another recipient is another order: it keeps what it holds."""
+        token = self._tokens.get((origin, order_message_id, recipient))
         held = self._held.get(token) if token else None
         if token is None or held is None:
             return []
@@ -669,7 +660,8 @@ class PowerFlowCheck:
                 METHOD_FAIL_SAFE,
             )
         powers = {i: p for i, p in order.activated_power_by_isp().items() if p}
-        key = (origin, order.envelope.message_id)
+        # UFTP's key: the same MessageID to another recipient is another order
+        key = (origin, order.envelope.message_id, order.envelope.recipient_domain)
         fingerprint = (tuple(sorted(powers.items())), order.envelope.recipient_domain)
         known = self._tokens.get(key)
         if known is not None:
@@ -690,7 +682,9 @@ class PowerFlowCheck:
                 fraction=1.0,
                 model_version=grid.model.version if grid else None,
             )
-        request = _Request(order, origin, cp, limits, placement, powers, fingerprint, conflicts)
+        request = _Request(
+            order, origin, key, cp, limits, placement, powers, fingerprint, conflicts
+        )
         if grid is None:
             return self._fallback(request, f"zone {limits.id!r} has no grid model", None, None)
         now = self._clock()
@@ -734,7 +728,8 @@ class PowerFlowCheck:
         return self._curtail(context, sol, m, g, allow_curtail)
 
     def _repeat(self, held: _Held) -> Decision:
-        """The same order again from the same origin: it holds its power already."""
+        """The same order again from the same origin to the same recipient: it holds its
+        power already."""
         curtailed = held.fraction < 1.0
         return Decision(
             Outcome.CURTAILED if curtailed else Outcome.ACCEPTED,
@@ -946,23 +941,12 @@ class PowerFlowCheck:
         order = req.order
         zone = req.limits.id
         for isp_k, power in reserved.items():
-            self._reserve(
-                token,
-                req.origin,
-                order.envelope.message_id,
-                req.cp,
-                zone,
-                order.period,
-                req.placement,
-                isp_k,
-                power,
-            )
+            self._reserve(token, req.key, req.cp, zone, order.period, req.placement, isp_k, power)
         held = self._held.get(token)
         if held is not None:
             held.fingerprint, held.fraction = req.fingerprint, fraction
-        key = (req.origin, order.envelope.message_id)
-        if held is not None and key not in self._tokens:  # a live order's token is kept
-            self._tokens[key] = token
+        if held is not None and req.key not in self._tokens:  # a live order's token is kept
+            self._tokens[req.key] = token
         # the flow just solved is the next check's starting state in these ISPs
         cache = grid.states
         for row, isp_k in enumerate(ctx.isps):
@@ -1162,18 +1146,10 @@ class PowerFlowCheck:
         token = self._new_token()
         for isp, power in sorted(req.powers.items()):
             self._reserve(
-                token,
-                req.origin,
-                order.envelope.message_id,
-                cp,
-                req.limits.id,
-                order.period,
-                req.placement,
-                isp,
-                power,
+                token, req.key, cp, req.limits.id, order.period, req.placement, isp, power
             )
         self._held[token].fingerprint = req.fingerprint
-        self._tokens.setdefault((req.origin, order.envelope.message_id), token)
+        self._tokens.setdefault(req.key, token)
         headroom = min(limit - abs(self.accepted_power(cp, order.period, i)) for i in req.powers)
         tightest = min(
             req.powers, key=lambda i: limit - abs(self.accepted_power(cp, order.period, i))
@@ -1518,6 +1494,7 @@ class _FractionSearch:
 class _Request:
     order: FlexOrder
     origin: str
+    key: OrderKey  # (origin, MessageID, recipient domain)
     cp: str
     limits: ZoneLimits
     placement: Placement

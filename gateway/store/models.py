@@ -140,7 +140,11 @@ class OutboxEntry(Base):
 
 
 class LedgerEntry(Base):
-    """Accepted order power per congestion point and ISP (owner: gateway.gridcheck)."""
+    """Accepted order power per congestion point and ISP (owner: gateway.gridcheck).
+
+    Each row is a reservation of an accepted order, or its opposite when the order is
+    given back; an order is (origin, order_message_id, recipient_domain).
+    """
 
     __tablename__ = "ledger"
     __table_args__ = (Index("ix_ledger_cp_period", "congestion_point", "period"),)
@@ -152,6 +156,9 @@ class LedgerEntry(Base):
     power: Mapped[int] = mapped_column(BigInteger)
     order_message_id: Mapped[str] = mapped_column(String(64))
     origin: Mapped[str] = mapped_column(String(255))
+    # the UFTP domain the order went to: UFTP keys a message by (MessageID, sender,
+    # recipient), so one MessageID may order two aggregators (NULL: a row of before 0004)
+    recipient_domain: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class TemporaryLimitRecord(Base):

@@ -358,7 +358,7 @@ async def test_the_a41_echoes_the_orders_order_market_document(world: World) -> 
 
 
 def test_releasing_a_superseded_reservation_keeps_the_live_orders_token() -> None:
-    """`check` overwrites `_tokens[(origin, MessageID)]` and `release` now pops it by the
+    """`check` overwrites `_tokens[(origin, MessageID, recipient)]` and `release` now pops it by the
     token's order: a second check under the same key (a reused MessageID whose commit hits
     the unique key, `_undo` → `release`) leaves the first, committed order un-cancellable."""
     from gateway.model import Envelope
@@ -392,7 +392,9 @@ def test_releasing_a_superseded_reservation_keeps_the_live_orders_token() -> Non
     duplicate = grid.check(order(200_000), origin="dso")  # same key, rolled back
     assert duplicate.reservation is not None
     grid.release(duplicate.reservation)
-    given_back = grid.cancel("X", origin="dso")  # the committed order was never carried out
+    given_back = grid.cancel(
+        "X", origin="dso", recipient=AGR
+    )  # the committed order was never carried out
     assert sum(p for *_, p in given_back) == 100_000
     assert grid.accepted_power(CP, period, 1) == 0
 

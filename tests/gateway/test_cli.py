@@ -108,7 +108,7 @@ def test_db_upgrade_and_audit_verify_name_the_first_broken_entry(
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'gg.db'}"
     assert main(["db", "upgrade", "--database", url]) == 0
-    assert "revision 0003" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
 
     async def fill_and_forge(forge: bool) -> None:
         engine = create_engine(url)

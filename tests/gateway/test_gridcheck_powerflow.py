@@ -39,7 +39,7 @@ from gateway.gridcheck.powerflow import (
 )
 from gateway.model import DPrognosis, Envelope, FlexOrder, PowerIsp, Role, isp_start
 from gateway.routing import Directory
-from gateway.store.models import LedgerEntry
+from gateway.store.models import LedgerEntry, MessageRecord
 from tests.gateway.conftest import public_b64, secret_b64
 
 MODEL_TIME = datetime(2026, 11, 26, 6, tzinfo=UTC)
@@ -86,10 +86,15 @@ def make_check(
 
 
 def order(
-    bus: int, powers: dict[int, int], *, message_id: str = "m1", period: date = PERIOD
+    bus: int,
+    powers: dict[int, int],
+    *,
+    message_id: str = "m1",
+    period: date = PERIOD,
+    to: str = "agr.example.com",
 ) -> FlexOrder:
     return FlexOrder(
-        envelope=Envelope(message_id, "c1", "dso.example.com", "agr.example.com", Role.DSO, NOW),
+        envelope=Envelope(message_id, "c1", "dso.example.com", to, Role.DSO, NOW),
         isp_duration=ISP,
         time_zone=TZ,
         period=period,
@@ -457,8 +462,10 @@ def test_release_and_cancel_give_the_headroom_back(cigre: GridModel) -> None:
     check.release(first.reservation)
     assert check.accepted_power(cp(5), PERIOD, 10) == 0
     assert check.check(order(5, {10: 2_000_000}, message_id="c"), origin="dso-1").accepted
-    assert check.cancel("c", origin="dso-1") == [(cp(5), PERIOD, 10, 2_000_000)]
-    assert check.cancel("c", origin="dso-1") == []
+    assert check.cancel("c", origin="dso-1", recipient="agr.example.com") == [
+        (cp(5), PERIOD, 10, 2_000_000)
+    ]
+    assert check.cancel("c", origin="dso-1", recipient="agr.example.com") == []
     assert check.check(order(5, {10: 2_000_000}, message_id="d"), origin="iso-1").accepted
 
 
@@ -510,7 +517,13 @@ def test_an_isp_whose_orders_are_all_given_back_is_not_solved_again(cigre: GridM
 async def test_the_ledger_is_rebuilt_from_the_database(
     cigre: GridModel, engine: AsyncEngine
 ) -> None:
-    row = {"congestion_point": cp(5), "period": PERIOD, "isp": 10, "order_message_id": "old"}
+    row = {
+        "congestion_point": cp(5),
+        "period": PERIOD,
+        "isp": 10,
+        "order_message_id": "old",
+        "recipient_domain": "agr.example.com",
+    }
     async with engine.begin() as conn:
         await conn.execute(
             insert(LedgerEntry),
@@ -524,8 +537,131 @@ async def test_the_ledger_is_rebuilt_from_the_database(
     await check.load(engine)
     assert check.accepted_power(cp(5), PERIOD, 10) == 2_000_000
     assert not check.check(order(5, {10: 1_000_000}, message_id="new"), origin="dso-1").accepted
-    assert check.cancel("old", origin="dso-1") == [(cp(5), PERIOD, 10, 2_000_000)]
+    assert check.cancel("old", origin="dso-1", recipient="agr.example.com") == [
+        (cp(5), PERIOD, 10, 2_000_000)
+    ]
     assert check.check(order(5, {10: 1_000_000}, message_id="new2"), origin="dso-1").accepted
+
+
+def test_one_message_id_to_two_aggregators_is_two_orders(cigre: GridModel) -> None:
+    """UFTP keys a message by (MessageID, sender, recipient): a DSO's MessageID reused toward
+    a second aggregator is a second order, which holds its own power; cancelling one gives
+    back only its own, and a repeat to the same aggregator stays idempotent."""
+    check = make_check(cigre)
+    to_a = order(13, {10: 2_000_000}, message_id="x", to="agr-a.example.com")
+    to_b = order(13, {10: 2_000_000}, message_id="x", to="agr-b.example.com")
+    first = check.check(to_a, origin="dso-1")
+    second = check.check(to_b, origin="dso-1")
+    assert first.outcome is Outcome.ACCEPTED and second.outcome is Outcome.ACCEPTED
+    assert second.reservations == ((cp(13), PERIOD, 10, 2_000_000),)
+    assert second.reservation is not None and second.reservation != first.reservation
+    assert check.accepted_power(cp(13), PERIOD, 10) == 4_000_000
+    again = check.check(to_a, origin="dso-1")
+    assert again.reservations == () and again.reservation is None
+    assert "already accepted" in again.reason
+    assert check.accepted_power(cp(13), PERIOD, 10) == 4_000_000
+    # aggregator B refuses: only its order's power goes back
+    given_back = check.cancel("x", origin="dso-1", recipient="agr-b.example.com")
+    assert given_back == [(cp(13), PERIOD, 10, 2_000_000)]
+    assert check.accepted_power(cp(13), PERIOD, 10) == 2_000_000
+    assert check.cancel("x", origin="dso-1", recipient="agr-b.example.com") == []
+    assert check.accepted_power(cp(13), PERIOD, 10) == 2_000_000
+    # A's order still holds its power, and a repeat of it is still nothing new
+    assert check.check(to_a, origin="dso-1").reservation is None
+    assert check.cancel("x", origin="dso-1", recipient="agr-a.example.com") == given_back
+    assert check.accepted_power(cp(13), PERIOD, 10) == 0
+
+
+def test_the_capacity_check_keys_an_order_by_its_recipient_too() -> None:
+    check = CapacityLimitCheck({cp(13): 5_000_000})
+    to_a = order(13, {10: 2_000_000}, message_id="x", to="agr-a.example.com")
+    to_b = order(13, {10: 2_000_000}, message_id="x", to="agr-b.example.com")
+    assert check.check(to_a, origin="dso-1").accepted
+    assert check.check(to_b, origin="dso-1").accepted
+    assert check.accepted_power(cp(13), PERIOD, 10) == 4_000_000
+    given_back = check.cancel("x", origin="dso-1", recipient="agr-b.example.com")
+    assert given_back == [(cp(13), PERIOD, 10, 2_000_000)]
+    assert check.accepted_power(cp(13), PERIOD, 10) == 2_000_000
+    assert check.cancel("x", origin="dso-1", recipient="agr-b.example.com") == []
+    assert check.cancel("x", origin="dso-1", recipient="agr-a.example.com") == given_back
+    assert check.accepted_power(cp(13), PERIOD, 10) == 0
+
+
+async def test_the_ledger_rebuilds_the_orders_of_one_message_id_per_recipient(
+    cigre: GridModel, engine: AsyncEngine
+) -> None:
+    """Rows name their recipient; rows of before that column take it from the messages
+    table when it names a single recipient, else they stay booked, given back by no
+    aggregator's refusal (over-count, never under-count)."""
+    row = {"congestion_point": cp(13), "period": PERIOD, "isp": 10, "origin": "dso-1"}
+
+    def record(message_id: str, to: str) -> dict[str, object]:
+        return {
+            "protocol": "uftp",
+            "kind": "FlexOrder",
+            "message_id": message_id,
+            "conversation_id": "c1",
+            "sender_domain": "dso.example.com",
+            "recipient_domain": to,
+            "digest": "",
+            "received_at": NOW,
+            "decision": "accepted",
+            "audit_seq": 1,
+        }
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(LedgerEntry),
+            [
+                # x to A and to B; B refused, its power given back
+                row
+                | {"power": 1_000_000, "order_message_id": "x"}
+                | {"recipient_domain": "agr-a.example.com"},
+                row
+                | {"power": 500_000, "order_message_id": "x"}
+                | {"recipient_domain": "agr-b.example.com"},
+                row
+                | {"power": -500_000, "order_message_id": "x"}
+                | {"recipient_domain": "agr-b.example.com"},
+                # of before the column: the messages table names one recipient, or two
+                row | {"power": 300_000, "order_message_id": "one", "recipient_domain": None},
+                row | {"power": 200_000, "order_message_id": "two", "recipient_domain": None},
+            ],
+        )
+        await conn.execute(
+            insert(MessageRecord),
+            [
+                record("one", "agr-a.example.com"),
+                record("two", "agr-a.example.com"),
+                record("two", "agr-b.example.com"),
+            ],
+        )
+    check = make_check(cigre)
+    await check.load(engine)
+    assert check.accepted_power(cp(13), PERIOD, 10) == 1_500_000
+    assert check.cancel("x", origin="dso-1", recipient="agr-b.example.com") == []
+    assert check.cancel("x", origin="dso-1", recipient="agr-a.example.com") == [
+        (cp(13), PERIOD, 10, 1_000_000)
+    ]
+    # the legacy row's single recipient is known: its refusal gives it back
+    assert check.cancel("one", origin="dso-1", recipient="agr-b.example.com") == []
+    assert check.cancel("one", origin="dso-1", recipient="agr-a.example.com") == [
+        (cp(13), PERIOD, 10, 300_000)
+    ]
+    # two recipients for one legacy order: which one's power it is is not known
+    assert check.cancel("two", origin="dso-1", recipient="agr-a.example.com") == []
+    assert check.cancel("two", origin="dso-1", recipient="agr-b.example.com") == []
+    assert check.accepted_power(cp(13), PERIOD, 10) == 200_000
+    capacity = CapacityLimitCheck({cp(13): 5_000_000})
+    await capacity.load(engine)
+    assert capacity.accepted_power(cp(13), PERIOD, 10) == 1_500_000
+    assert capacity.cancel("x", origin="dso-1", recipient="agr-a.example.com") == [
+        (cp(13), PERIOD, 10, 1_000_000)
+    ]
+    assert capacity.cancel("one", origin="dso-1", recipient="agr-a.example.com") == [
+        (cp(13), PERIOD, 10, 300_000)
+    ]
+    assert capacity.accepted_power(cp(13), PERIOD, 10) == 200_000
 
 
 # -- TSO-DSO coordination ----------------------------------------------------------------

@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from gateway.app import Gateway
 from gateway.model import (
     AGRPortfolioQuery,
     AGRPortfolioUpdate,
     DSOPortfolioQuery,
     DSOPortfolioQueryResponse,
     DSOPortfolioUpdate,
+    FlexOrder,
     FlexOrderResponse,
     FlexResponse,
     PortfolioCongestionPoint,
@@ -27,7 +29,7 @@ from gateway.model import (
     Role,
 )
 from gateway.store.db import sessionmaker
-from gateway.store.models import AuditEntry, MessageRecord
+from gateway.store.models import AuditEntry, LedgerEntry, MessageRecord
 from tests.gateway.test_rules import (
     AGR,
     DSO,
@@ -45,6 +47,7 @@ from tests.gateway.world import (
     ZONE,
     World,
     booked_power,
+    is_kind,
     tomorrow,
     undelivered_entry,
 )
@@ -290,3 +293,85 @@ async def test_an_undelivered_order_carried_out_nowhere_is_rejected_and_unbooked
     assert entry["unbooked"] == -10_000
     assert await booked_power(world.gateway, order.envelope.message_id) == 0
     assert world.gateway.grid_check.accepted_power(CP, tomorrow(), 40) == 0
+
+
+# -- 5. one MessageID, two aggregators --------------------------------------------------------
+
+MQTT_AGR = "agr-mqtt.example.com"
+
+
+async def _held_by_recipient(world: World, order_message_id: str) -> dict[str | None, int]:
+    """What the `ledger` table holds for a MessageID per recipient domain (W)."""
+    async with world.gateway.engine.connect() as conn:
+        rows = await conn.execute(
+            select(LedgerEntry.recipient_domain, LedgerEntry.power).where(
+                LedgerEntry.order_message_id == order_message_id
+            )
+        )
+        held: dict[str | None, int] = {}
+        for recipient, power in rows:
+            held[recipient] = held.get(recipient, 0) + power
+    return held
+
+
+async def _restart(world: World) -> None:
+    """Stop gridgate and start a new one on the same config and database."""
+    settings = world.gateway.settings
+    await world.gateway.stop()
+    gateway = Gateway(settings)
+    await gateway.start()
+    world.gateway = gateway
+    world.url = f"http://127.0.0.1:{gateway.port}/shapeshifter/api/v3/message"
+    for peer in (world.dso, world.other_dso, world.agr):
+        peer.gateway_url = world.url
+
+
+async def test_a_message_id_reused_toward_two_aggregators_is_unbooked_per_aggregator(
+    world: World,
+) -> None:
+    """UFTP keys a message by (MessageID, sender, recipient): the DSO's MessageID ordered of
+    agr-mqtt (carried out by its control centre) and of agr-web (UFTP only) is two orders.
+    agr-web's Rejected gives back its own order's power, never agr-mqtt's, in the check and
+    in the ledger table (the ledger must never hold less than the devices may do), and a
+    restart rebuilds exactly the order that stands."""
+    directory = world.gateway.directory
+    uftp_only = replace(directory.participants["agr-web"], mqtt_prefix=None)
+    directory.participants["agr-web"] = directory.by_domain[AGR] = uftp_only
+    grid = world.gateway.grid_check
+    # agr-mqtt's order first: a check keyed by (origin, MessageID) alone would then give
+    # agr-mqtt's power back when agr-web refuses
+    kept = world.order({40: -30_000}, to=MQTT_AGR)
+    message_id = kept.envelope.message_id
+    assert await world.dso.send(kept) == (200, "")
+    confirmed = await answer_to(world.dso, kept)
+    assert isinstance(confirmed, FlexOrderResponse) and confirmed.result is Result.ACCEPTED
+    assert await world.centres["agr-mqtt"].wait_for(1)
+    refused = world.order({40: -10_000}, message_id=message_id)
+    assert await world.dso.send(refused) == (200, "")
+    forwarded = await world.agr.wait_for(is_kind(FlexOrder))
+    assert forwarded.envelope.message_id == message_id
+    assert grid.accepted_power(CP, tomorrow(), 40) == -40_000
+    assert await _held_by_recipient(world, message_id) == {MQTT_AGR: -30_000, AGR: -10_000}
+
+    no = FlexOrderResponse(
+        envelope=world.envelope(AGR, DSO, Role.AGR),
+        reference_message_id=message_id,
+        result=Result.REJECTED,
+        rejection_reason="unavailable",
+    )
+    assert await world.agr.send(no) == (200, "")
+    told = await world.dso.wait_for(
+        lambda m: isinstance(m, FlexOrderResponse) and m.result is Result.REJECTED
+    )
+    assert isinstance(told, FlexOrderResponse) and told.reference_message_id == message_id
+    await world.settle()
+    assert grid.accepted_power(CP, tomorrow(), 40) == -30_000
+    assert await _held_by_recipient(world, message_id) == {MQTT_AGR: -30_000, AGR: 0}
+    assert await booked_power(world.gateway, message_id) == -30_000
+
+    await _restart(world)
+    grid = world.gateway.grid_check
+    assert grid.accepted_power(CP, tomorrow(), 40) == -30_000
+    # what stands is agr-mqtt's order: agr-web's is given back already
+    assert grid.cancel(message_id, origin="dso", recipient=AGR) == []
+    assert grid.accepted_power(CP, tomorrow(), 40) == -30_000
