@@ -445,16 +445,6 @@ class PowerFlowCheck:
         self._forecasts[(congestion_point, period)] = _Forecast(dict(powers), time)
         self._forget(site.zone, period)
 
-    def set_prognosis(self, prognosis: DPrognosis) -> None:
-        """Take a D-Prognosis as its congestion point's forecast (made at its timestamp)."""
-        powers = {i: isp.power for isp in prognosis.isps for i in isp.indices}
-        self.set_forecast(
-            prognosis.congestion_point,
-            prognosis.period,
-            powers,
-            time=prognosis.envelope.timestamp,
-        )
-
     def forecast(self, prognosis: DPrognosis) -> None:
         """An aggregator's D-Prognosis arrived: the aggregators' portfolios at the congestion
         point are forecast to consume the sum of the latest D-Prognosis of each of them,
